@@ -1,0 +1,449 @@
+"""Genotype input: PLINK 1 (.bed), PLINK 2 (.pgen) and VCF/BCF in one form.
+
+Every reader gives the same thing: :class:`SampleIds`, a variant table and
+genotype blocks streamed over variants, so a cohort larger than memory can be
+processed one block at a time.
+
+Genotype blocks are ``int8`` arrays of shape ``(n_samples, n_variants_in_block)``
+holding the number of non-REF alleles (0, 1, 2) and :data:`MISSING` for a missing
+call. For KING only the het / hom split matters, so allele orientation does not
+change any result:
+
+- ``.bed``: the A1 allele count from ``bed-reader``.
+- ``.pgen``: 2 minus the REF count from ``pgenlib``; a multi-allelic genotype such
+  as 1/2 is therefore homozygous non-REF, which is what plink2 does.
+- VCF/BCF: the same non-REF count from ``cyvcf2`` genotypes; haploid calls count
+  as homozygous, as plink2's import does.
+
+Non-SNP variants (indels, MNPs) are kept, as plink2 keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from seq2king.errors import InputError
+
+MISSING = np.int8(-127)
+
+# plink2 --make-king drops chrX, chrY and chrMT (plink2 v2.00a3.5, checked against
+# it: see tests/test_king_plink2.py). Pseudo-autosomal XY (25) and unplaced
+# contigs (0) are kept, like every other contig name.
+NON_KING_CHROMS = frozenset(
+    {"X", "23", "Y", "24", "MT", "M", "26", "CHRX", "CHRY", "CHRM", "CHRMT"}
+)
+
+
+def king_variant_mask(chrom: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the variants plink2's KING-robust counts (autosomes, XY, 0)."""
+    chrom = np.asarray(chrom, dtype=str)
+    return ~np.isin(np.char.upper(chrom), list(NON_KING_CHROMS))
+
+
+@dataclass
+class SampleIds:
+    """Sample identifiers as plink2 keeps them: optional FID, IID, optional SID."""
+
+    iid: list[str]
+    fid: list[str] | None = None
+    sid: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.iid)
+
+    def columns(self) -> list[tuple[str, list[str]]]:
+        cols = []
+        if self.fid is not None:
+            cols.append(("FID", self.fid))
+        cols.append(("IID", self.iid))
+        if self.sid is not None:
+            cols.append(("SID", self.sid))
+        return cols
+
+    def subset(self, index: Sequence[int]) -> "SampleIds":
+        pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
+        return SampleIds(iid=pick(self.iid), fid=pick(self.fid), sid=pick(self.sid))
+
+    def check_unique(self, source: str) -> None:
+        seen: dict[str, int] = {}
+        for i, x in enumerate(self.iid):
+            if x in seen:
+                raise InputError(
+                    f"{source}: duplicate sample ID {x!r} (rows {seen[x] + 1} and {i + 1}); "
+                    "sample IDs must be unique because labels and outputs are joined by ID"
+                )
+            seen[x] = i
+
+
+@dataclass
+class Variants:
+    """Variant table, one entry per variant in file order."""
+
+    chrom: np.ndarray
+    pos: np.ndarray
+    id: np.ndarray
+    ref: np.ndarray = field(default=None)
+    alt: np.ndarray = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.chrom)
+
+
+class GenotypeSource:
+    """Base class: sample IDs, variants and genotype blocks of one data set."""
+
+    path: Path
+    samples: SampleIds
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    def iter_blocks(
+        self, block_size: int = 4096, king_only: bool = False
+    ) -> Iterator[np.ndarray]:
+        """Yield ``int8`` blocks ``(n_samples, <= block_size)`` of non-REF counts.
+
+        With ``king_only`` only the variants plink2's KING-robust uses are read.
+        """
+        raise NotImplementedError
+
+    def count_variants(self, king_only: bool = False) -> int | None:
+        """Number of variants :meth:`iter_blocks` yields, or ``None`` if unknown."""
+        return None
+
+    def read_all(self, king_only: bool = False) -> np.ndarray:
+        """All genotypes at once, ``(n_samples, n_variants)`` int8 (small data only)."""
+        blocks = list(self.iter_blocks(1 << 16, king_only=king_only))
+        if not blocks:
+            return np.zeros((self.n_samples, 0), dtype=np.int8)
+        return np.concatenate(blocks, axis=1)
+
+
+# ----------------------------------------------------------------------------- text tables
+
+
+def _read_table(path: Path, what: str, min_cols: int, comment_prefix: str | None = None):
+    """Whitespace-separated rows of ``path``; one clear error if a row is short."""
+    if not path.exists():
+        raise InputError(f"{path}: {what} file not found")
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if comment_prefix and line.startswith(comment_prefix):
+                continue
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < min_cols:
+                raise InputError(
+                    f"{path}: line {lineno} has {len(parts)} columns, a {what} line needs {min_cols}"
+                )
+            rows.append(parts)
+    return rows
+
+
+def read_fam(path: Path) -> SampleIds:
+    rows = _read_table(path, ".fam", 2)
+    ids = SampleIds(fid=[r[0] for r in rows], iid=[r[1] for r in rows])
+    ids.check_unique(str(path))
+    return ids
+
+
+def _read_bim(path: Path) -> Variants:
+    import pandas as pd
+
+    if not path.exists():
+        raise InputError(f"{path}: .bim file not found")
+    try:
+        df = pd.read_csv(
+            path, sep=r"\s+", header=None, dtype=str, engine="c", comment=None,
+            names=["chrom", "id", "cm", "pos", "a1", "a2"], on_bad_lines="error",
+        )
+    except pd.errors.EmptyDataError:
+        return Variants(*(np.array([], dtype=str) for _ in range(3)), np.array([]), np.array([]))
+    except (pd.errors.ParserError, ValueError) as e:
+        raise InputError(f"{path}: not a valid .bim file ({str(e).splitlines()[0]})") from None
+    if df[["chrom", "id", "pos"]].isna().any().any():
+        bad = int(df[["chrom", "id", "pos"]].isna().any(axis=1).to_numpy().argmax()) + 1
+        raise InputError(f"{path}: line {bad} has fewer than 6 columns")
+    return Variants(
+        chrom=df["chrom"].to_numpy(dtype=str),
+        pos=pd.to_numeric(df["pos"], errors="coerce").fillna(0).to_numpy(np.int64),
+        id=df["id"].to_numpy(dtype=str),
+        ref=df["a2"].fillna(".").to_numpy(dtype=str),
+        alt=df["a1"].fillna(".").to_numpy(dtype=str),
+    )
+
+
+def _runs(index: np.ndarray, block_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(index), block_size):
+        yield index[start : start + block_size]
+
+
+# ----------------------------------------------------------------------------- PLINK 1
+
+
+class BedSource(GenotypeSource):
+    """PLINK 1 binary fileset ``PREFIX.bed/.bim/.fam`` read with ``bed-reader``."""
+
+    def __init__(self, prefix: str | os.PathLike, num_threads: int | None = None):
+        prefix = str(prefix)
+        if prefix.endswith(".bed"):
+            prefix = prefix[:-4]
+        self.prefix = prefix
+        self.path = Path(prefix + ".bed")
+        fam, bim = Path(prefix + ".fam"), Path(prefix + ".bim")
+        if not self.path.exists():
+            raise InputError(f"{self.path}: .bed file not found")
+        self.samples = read_fam(fam)
+        self.variants = _read_bim(bim)
+        n, m = len(self.samples), len(self.variants)
+        if n == 0:
+            raise InputError(f"{fam}: no samples")
+        with open(self.path, "rb") as fh:
+            magic = fh.read(3)
+        if magic[:2] != b"\x6c\x1b":
+            raise InputError(f"{self.path}: not a PLINK .bed file (bad magic bytes)")
+        if len(magic) < 3 or magic[2] != 1:
+            raise InputError(f"{self.path}: sample-major .bed files are not supported; re-save it with plink")
+        expected = 3 + ((n + 3) // 4) * m
+        size = self.path.stat().st_size
+        if size != expected:
+            raise InputError(
+                f"{self.path}: {size} bytes, but {n} samples in {fam.name} and {m} variants in "
+                f"{bim.name} need {expected}; the .bed is truncated or the .fam/.bim line counts do not match it"
+            )
+        self.num_threads = num_threads
+        self._bed = None
+
+    def _open(self):
+        if self._bed is None:
+            from bed_reader import open_bed
+
+            self._bed = open_bed(
+                self.path, iid_count=len(self.samples), sid_count=len(self.variants),
+                num_threads=self.num_threads,
+                properties={"iid": self.samples.iid, "sid": self.variants.id},
+            )
+        return self._bed
+
+    def _index(self, king_only: bool) -> np.ndarray:
+        if king_only:
+            return np.flatnonzero(king_variant_mask(self.variants.chrom))
+        return np.arange(len(self.variants))
+
+    def count_variants(self, king_only: bool = False) -> int:
+        return len(self._index(king_only))
+
+    def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
+        bed = self._open()
+        index = self._index(king_only)
+        for idx in _runs(index, block_size):
+            if idx[-1] - idx[0] + 1 == len(idx):
+                sel = np.s_[:, int(idx[0]) : int(idx[-1]) + 1]
+            else:
+                sel = np.s_[:, idx]
+            yield bed.read(sel, dtype="int8", order="C")
+
+
+# ----------------------------------------------------------------------------- PLINK 2
+
+
+def _read_psam(path: Path) -> SampleIds:
+    if not path.exists():
+        raise InputError(f"{path}: .psam file not found")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+    header = None
+    while lines and lines[0].startswith("#"):
+        first = lines.pop(0)
+        if first.startswith("#FID") or first.startswith("#IID"):
+            header = first[1:].split()
+    if header is None:  # .fam-formatted psam
+        return read_fam(path)
+    if "IID" not in header:
+        raise InputError(f"{path}: header has no IID column")
+    cols = {name: i for i, name in enumerate(header)}
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) < len(header):
+            raise InputError(f"{path}: sample line {lineno} has {len(parts)} columns, header has {len(header)}")
+        rows.append(parts)
+    get = lambda c: [r[cols[c]] for r in rows] if c in cols else None  # noqa: E731
+    ids = SampleIds(iid=get("IID"), fid=get("FID"), sid=get("SID"))
+    ids.check_unique(str(path))
+    return ids
+
+
+def _read_pvar(path: Path) -> Variants:
+    import pandas as pd
+
+    if not path.exists():
+        raise InputError(f"{path}: .pvar file not found")
+    header, skip = None, 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("##"):
+                skip += 1
+                continue
+            if line.startswith("#CHROM"):
+                header = line[1:].split()
+                skip += 1
+            break
+    if header is None:
+        return _read_bim(path)
+    try:
+        df = pd.read_csv(path, sep="\t", header=None, names=header, skiprows=skip, dtype=str,
+                         usecols=["CHROM", "POS", "ID", "REF", "ALT"])
+    except (pd.errors.ParserError, ValueError) as e:
+        raise InputError(f"{path}: not a valid .pvar file ({str(e).splitlines()[0]})") from None
+    return Variants(
+        chrom=df["CHROM"].to_numpy(dtype=str),
+        pos=pd.to_numeric(df["POS"], errors="coerce").fillna(0).to_numpy(np.int64),
+        id=df["ID"].fillna(".").to_numpy(dtype=str),
+        ref=df["REF"].to_numpy(dtype=str),
+        alt=df["ALT"].to_numpy(dtype=str),
+    )
+
+
+class PgenSource(GenotypeSource):
+    """PLINK 2 fileset ``PREFIX.pgen/.pvar/.psam`` read with ``pgenlib``."""
+
+    def __init__(self, prefix: str | os.PathLike):
+        prefix = str(prefix)
+        if prefix.endswith(".pgen"):
+            prefix = prefix[:-5]
+        self.path = Path(prefix + ".pgen")
+        if not self.path.exists():
+            raise InputError(f"{self.path}: .pgen file not found")
+        self.samples = _read_psam(Path(prefix + ".psam"))
+        self.variants = _read_pvar(Path(prefix + ".pvar"))
+        if len(self.samples) == 0:
+            raise InputError(f"{prefix}.psam: no samples")
+        import pgenlib
+
+        try:
+            reader = pgenlib.PgenReader(bytes(self.path), raw_sample_ct=len(self.samples))
+            m = reader.get_variant_ct()
+            reader.close()
+        except Exception as e:  # pgenlib raises plain RuntimeError
+            raise InputError(f"{self.path}: cannot be read as a .pgen with {len(self.samples)} samples ({e})") from None
+        if m != len(self.variants):
+            raise InputError(f"{self.path}: holds {m} variants but {prefix}.pvar lists {len(self.variants)}")
+
+    def _index(self, king_only: bool) -> np.ndarray:
+        if king_only:
+            return np.flatnonzero(king_variant_mask(self.variants.chrom)).astype(np.uint32)
+        return np.arange(len(self.variants), dtype=np.uint32)
+
+    def count_variants(self, king_only: bool = False) -> int:
+        return len(self._index(king_only))
+
+    def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
+        import pgenlib
+
+        n = len(self.samples)
+        reader = pgenlib.PgenReader(bytes(self.path), raw_sample_ct=n)
+        try:
+            for idx in _runs(self._index(king_only), block_size):
+                out = np.empty((n, len(idx)), dtype=np.int8)
+                try:
+                    # REF counts, sample-major; -9 marks a missing call.
+                    reader.read_list(np.ascontiguousarray(idx), out, allele_idx=0, sample_maj=1)
+                except Exception as e:
+                    raise InputError(f"{self.path}: read failed ({e}); the file is truncated or corrupt") from None
+                missing = out == -9
+                np.subtract(np.int8(2), out, out=out)
+                out[missing] = MISSING
+                yield out
+        finally:
+            reader.close()
+
+
+# ----------------------------------------------------------------------------- VCF / BCF
+
+
+class VcfSource(GenotypeSource):
+    """VCF or BCF (plain or bgzipped) streamed with ``cyvcf2``.
+
+    IDs follow plink2 ``--vcf``: the VCF sample name is the IID, with no FID.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: VCF file not found")
+        self.threads = threads
+        vcf = self._open()
+        samples = list(vcf.samples)
+        vcf.close()
+        if not samples:
+            raise InputError(f"{self.path}: the VCF has no samples (no genotype columns)")
+        self.samples = SampleIds(iid=samples)
+        self.samples.check_unique(str(self.path))
+
+    def _open(self):
+        import cyvcf2
+
+        try:
+            return cyvcf2.VCF(str(self.path), gts012=True, threads=self.threads, lazy=True)
+        except (OSError, Exception) as e:
+            raise InputError(f"{self.path}: cannot be read as VCF/BCF ({e})") from None
+
+    def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
+        n = self.n_samples
+        vcf = self._open()
+        block = np.empty((block_size, n), dtype=np.int8)
+        k = 0
+        try:
+            for rec in vcf:
+                if king_only and rec.CHROM.upper().removeprefix("CHR") in {"X", "Y", "M", "MT", "23", "24", "26"}:
+                    continue
+                if len(rec.ALT) <= 1:
+                    g = rec.gt_types.astype(np.int8)  # 0 hom-ref, 1 het, 2 hom-alt, 3 unknown
+                    g[g == 3] = MISSING
+                else:
+                    a = rec.genotype.array()[:, :-1]  # drop the phase column
+                    called = a >= 0
+                    g = (a > 0).sum(axis=1).astype(np.int8)
+                    if a.shape[1] == 2:
+                        hap = called[:, 0] & ~called[:, 1] & (a[:, 1] == -2)  # haploid call
+                        g[hap] = 2 * (a[hap, 0] > 0)
+                        g[~called[:, 0] | (~called[:, 1] & ~hap)] = MISSING
+                    else:
+                        g = 2 * g
+                        g[~called[:, 0]] = MISSING
+                block[k] = g
+                k += 1
+                if k == block_size:
+                    yield np.ascontiguousarray(block.T)
+                    k = 0
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"{self.path}: read failed ({e}); the file is truncated or malformed") from None
+        finally:
+            vcf.close()
+        if k:
+            yield np.ascontiguousarray(block[:k].T)
+
+
+def open_genotypes(
+    bfile: str | None = None, pfile: str | None = None, vcf: str | None = None
+) -> GenotypeSource:
+    """Open exactly one of a PLINK 1 prefix, a PLINK 2 prefix or a VCF/BCF path."""
+    given = [x for x in (bfile, pfile, vcf) if x]
+    if len(given) != 1:
+        raise InputError("give exactly one of --bfile PREFIX, --pfile PREFIX or --vcf FILE")
+    if bfile:
+        return BedSource(bfile)
+    if pfile:
+        return PgenSource(pfile)
+    return VcfSource(vcf)

@@ -1,0 +1,350 @@
+"""Exact KING-robust kinship, as plink2 ``--make-king`` computes it.
+
+For a pair of people i, j, counting only variants called in both:
+
+    phi = 0.5 - (4*IBS0 + HET_i_HOM_j + HET_j_HOM_i) / (4*(HETHET + min(HET_i_HOM_j, HET_j_HOM_i)))
+
+which is plink2's between-family estimator, identical to
+``0.5 + (2*HetHet - 4*IBS0 - Het_i - Het_j) / (4*min(Het_i, Het_j))`` with
+``Het_i`` counting i's heterozygous calls where j is also called. Counts are exact
+integers; the division happens once, in float64, in plink2's order of
+operations, so the result is bit-identical (a person with no heterozygous calls
+gives ``-inf`` or ``nan`` exactly as plink2 does).
+
+How the counts are formed: per block of variants each person is three ``int8``
+vectors, ``H`` (1 if heterozygous), ``X`` (+1 hom-ALT, -1 hom-REF, 0 otherwise) and
+``Mi`` (1 if missing). Then, with ``@`` an int8 matrix product with int32 sums:
+
+- ``HH = H @ H.T`` is HETHET;
+- ``XX = X @ X.T`` is (same-hom) - (opposite-hom);
+- when the block has missing calls, one more product packs three small counts
+  into one int32 (``(H + c*Mi) @ (Mi + d*H).T - d*HH = HMi + c*MiMi + c*d*MiH``),
+  exact while no person has ``c`` or more missing calls in the block (checked;
+  otherwise the three are computed separately).
+
+Everything else follows by arithmetic: both-hom = K - Het_i - Miss_i - Het_j -
+Miss_j + HH + HMi + MiH + MiMi and IBS0 = (both-hom - XX) / 2. Products are
+taken over lower-triangular bands of rows (rows r0..r1 against columns 0..r1),
+so only about half of the pairs are computed, and bands are grouped into passes
+over the genotypes that fit a memory budget (N = 100,000 people on one GPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from seq2king.errors import InputError
+from seq2king.genetics.genotypes import MISSING, GenotypeSource
+
+# Digit bases for packing HMi, MiMi and MiH into one int32 (int8 operands: <= 127).
+_C = 127
+_D = 127
+
+
+@dataclass
+class KingBand:
+    """KING results for rows ``r0..r1`` against columns ``0..r1`` (lower band).
+
+    Arrays are ``(r1 - r0, r1)``; only entries with column < row are meaningful.
+    """
+
+    r0: int
+    r1: int
+    kinship: np.ndarray  # float64
+    nsnp: np.ndarray  # int64, variants called in both
+    hethet: np.ndarray  # int64
+    ibs0: np.ndarray  # int64
+    het_row_hom_col: np.ndarray  # int64
+    het_col_hom_row: np.ndarray  # int64
+
+
+def kinship_from_counts(ibs0, hethet, het1hom2, het2hom1) -> np.ndarray:
+    """plink2's KING-robust coefficient from integer counts (any matching shapes)."""
+    ibs0 = np.asarray(ibs0, dtype=np.int64)
+    hethet = np.asarray(hethet, dtype=np.int64)
+    het1hom2 = np.asarray(het1hom2, dtype=np.int64)
+    het2hom1 = np.asarray(het2hom1, dtype=np.int64)
+    smaller_het = hethet + np.minimum(het1hom2, het2hom1)
+    num = (4 * ibs0 + het1hom2 + het2hom1).astype(np.float64)
+    den = (4 * smaller_het).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 0.5 - num / den
+
+
+def _int_matmul(device: torch.device):
+    """An exact int8 x int8 -> int32 product for this device."""
+    if device.type in ("cpu", "cuda"):
+        return torch._int_mm
+
+    # Other backends: float32 is exact here because every partial sum stays
+    # below 2**24 (block size <= 4096, operand entries <= 127).
+    def f32(a, b):
+        return (a.float() @ b.float()).round().to(torch.int32)
+
+    return f32
+
+
+def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    if x.shape == (rows, cols):
+        return x
+    out = x.new_zeros((rows, cols))
+    out[: x.shape[0], : x.shape[1]] = x
+    return out
+
+
+class KingEngine:
+    """Streams KING-robust bands for every pair of samples in ``source``.
+
+    Parameters
+    ----------
+    source: the genotypes; only plink2's KING variants (autosomes, XY, 0) are used.
+    device: ``"cpu"``, ``"cuda"``...; int8 products with int32 sums on both.
+    block_variants: variants per product (<= 4096 keeps every packed sum exact).
+    band_rows: rows per lower-triangular band.
+    memory_bytes: budget for the count accumulators; more people than fit in one
+        pass are handled in several passes over the genotypes.
+    """
+
+    def __init__(
+        self,
+        source: GenotypeSource,
+        device: str | torch.device = "cpu",
+        block_variants: int = 4096,
+        band_rows: int | None = None,
+        memory_bytes: int | None = None,
+        progress: bool = True,
+        with_counts: bool = False,
+    ):
+        if not 8 <= block_variants <= 4096:
+            raise InputError(f"block_variants={block_variants}: must be between 8 and 4096")
+        self.source = source
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("device=cuda: no CUDA device is available")
+        self.block_variants = block_variants
+        self.n = source.n_samples
+        if self.n < 2:
+            raise InputError(f"{source.path}: KING needs at least 2 samples, found {self.n}")
+        self.band_rows = band_rows or (384 if self.device.type == "cpu" else 2048)
+        if memory_bytes is None:
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                memory_bytes = int(free * 0.6)
+            else:
+                memory_bytes = 8 << 30
+        self.memory_bytes = memory_bytes
+        self.progress = progress
+        self.with_counts = with_counts
+        self._mm = _int_matmul(self.device)
+        self._pad = self.device.type == "cuda"  # cuBLASLt int8 needs multiples of 8
+
+    # -- planning -----------------------------------------------------------------------
+    def bands(self) -> list[tuple[int, int]]:
+        b = self.band_rows
+        return [(r0, min(r0 + b, self.n)) for r0 in range(0, self.n, b)]
+
+    def passes(self) -> list[list[tuple[int, int]]]:
+        """Group bands so the accumulators of one group fit ``memory_bytes``."""
+        per_cell = (6 if self.with_counts else 4) * 4  # int32 accumulators
+        groups, cur, used = [], [], 0
+        for r0, r1 in self.bands():
+            need = (r1 - r0) * r1 * per_cell
+            if cur and used + need > self.memory_bytes:
+                groups.append(cur)
+                cur, used = [], 0
+            cur.append((r0, r1))
+            used += need
+        if cur:
+            groups.append(cur)
+        return groups
+
+    # -- the computation ----------------------------------------------------------------
+    def run(self) -> Iterator[KingBand]:
+        """Yield one :class:`KingBand` per band, in row order."""
+        passes = self.passes()
+        n_var = self.source.count_variants(king_only=True)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            total = None if n_var is None else n_var * len(passes)
+            bar = tqdm(total=total, unit="var", unit_scale=True, desc="KING", leave=False)
+        try:
+            for group in passes:
+                yield from self._run_pass(group, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _run_pass(self, group, bar) -> Iterator[KingBand]:
+        dev, n = self.device, self.n
+        names = ["gg", "hmi", "mih", "q"] + (["hh", "mimi"] if self.with_counts else [])
+        if len(group) == len(self.bands()):
+            names = [k for k in names if k not in ("hmi", "mih", "q")]
+        acc = {
+            (r0, r1): {k: torch.zeros((r1 - r0, r1), dtype=torch.int32, device=dev) for k in names}
+            for r0, r1 in group
+        }
+        cols_needed = max(r1 for _, r1 in group)
+        # When one pass covers everyone, the two orientations of the missing-call
+        # product come from one full (n, n) product instead of two band products.
+        full = group[0][0] == 0 and cols_needed == n
+        if full:
+            full_acc = {k: torch.zeros((n, n), dtype=torch.int32, device=dev) for k in ("hmi", "q")}
+        het = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
+        sq = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
+        miss = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
+        n_var = 0
+        blocks = self.source.iter_blocks(self.block_variants, king_only=True)
+        for block in _prefetch(blocks):
+            k = block.shape[1]
+            if k == 0:
+                continue
+            g = torch.from_numpy(block[:cols_needed]).to(dev, non_blocking=True)
+            # int8 bit tricks, no bool temporaries: g in {0, 1, 2, -127}
+            mi = -(g >> 7)  # 1 where missing
+            gz = g.clamp_min(0)  # missing -> 0, so products count both-called only
+            h = gz & 1  # heterozygous
+            a = gz >> 1  # homozygous ALT
+            ones = torch.ones((k, 8), dtype=torch.int8, device=dev)
+            het += self._rowsum(h, ones)
+            sq += self._rowsum(gz + 2 * a, ones)  # g^2 = g + 2*A
+            m_per = self._rowsum(mi, ones)
+            miss += m_per
+            n_var += k
+            block_missing = bool(m_per.any())
+            ops = {"g": gz, "h": h, "mi": mi, "a": a}
+            packed = block_missing and int(m_per.max()) < _C
+            if packed:
+                ops["w"] = a + _C * h
+            if self._pad:
+                kp = -(-k // 8) * 8
+                rp = max(-(-cols_needed // 8) * 8, 24)
+                ops = {key: _pad_to(t, rp, kp) for key, t in ops.items()}
+            if full and block_missing:
+                if packed:
+                    prod = self._mm(ops["w"], ops["mi"].T)[:n, :n]
+                    part = torch.div(prod, _C, rounding_mode="floor")
+                    full_acc["hmi"] += part
+                    full_acc["q"] += 4 * prod - (4 * _C - 1) * part
+                else:
+                    hmi = self._mm(ops["h"], ops["mi"].T)[:n, :n]
+                    full_acc["hmi"] += hmi
+                    full_acc["q"] += hmi + 4 * self._mm(ops["a"], ops["mi"].T)[:n, :n]
+            for (r0, r1), acc_b in acc.items():
+                rows = slice(r0, r1)
+                c1 = r1
+                if self._pad:
+                    rows = slice(r0, r0 + max(-(-(r1 - r0) // 8) * 8, 24))
+                    c1 = max(-(-r1 // 8) * 8, 24)
+                b = r1 - r0
+
+                def mm(p, q):
+                    return self._mm(ops[p][rows], ops[q][:c1].T)[:b, :r1]
+
+                acc_b["gg"] += mm("g", "g")
+                if self.with_counts:
+                    acc_b["hh"] += mm("h", "h")
+                if not block_missing:
+                    continue
+                if self.with_counts:
+                    acc_b["mimi"] += mm("mi", "mi")
+                if full:
+                    continue
+                if packed:
+                    # (A + c*H) . Mi = AMi + c*HMi, exact while AMi < c. The missing-
+                    # weighted g^2 is HMi + 4*AMi = 4*P - (4c - 1)*HMi.
+                    for key, (p, q) in (("hmi", ("w", "mi")), ("mih", ("mi", "w"))):
+                        prod = mm(p, q)
+                        part = torch.div(prod, _C, rounding_mode="floor")
+                        acc_b[key] += part
+                        acc_b["q"] += 4 * prod - (4 * _C - 1) * part
+                else:
+                    hmi, mih = mm("h", "mi"), mm("mi", "h")
+                    acc_b["hmi"] += hmi
+                    acc_b["mih"] += mih
+                    acc_b["q"] += hmi + mih + 4 * (mm("a", "mi") + mm("mi", "a"))
+            if bar is not None:
+                bar.update(k)
+        if n_var == 0:
+            raise InputError(
+                f"{self.source.path}: no variants left for KING (only autosomes, XY and contig 0 are used; "
+                "chrX, chrY and chrMT are dropped, as plink2 does)"
+            )
+        stats = {"het": het.cpu().numpy(), "sq": sq.cpu().numpy(), "miss": miss.cpu().numpy(), "n_var": n_var}
+        for (r0, r1) in list(acc):
+            a = acc.pop((r0, r1))
+            if full:
+                hf, qf = full_acc["hmi"], full_acc["q"]
+                a["hmi"] = hf[r0:r1, :r1].clone()
+                a["mih"] = hf[:r1, r0:r1].T.clone()
+                a["q"] = qf[r0:r1, :r1] + qf[:r1, r0:r1].T
+            yield self._finish(r0, r1, {k: t.cpu().numpy().astype(np.int64) for k, t in a.items()}, stats)
+
+    def _rowsum(self, t: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
+        # A product with a ones matrix: far faster than torch's int8 sums on CPU.
+        if self.device.type == "cpu":
+            return self._mm(t, ones)[:, 0].to(torch.int64)
+        return t.sum(1, dtype=torch.int64)
+
+    @staticmethod
+    def _finish(r0, r1, a, stats) -> KingBand:
+        het, sq, miss, n_var = stats["het"], stats["sq"], stats["miss"], stats["n_var"]
+        het_r, het_c = het[r0:r1, None], het[None, :r1]
+        # Het_i counted where j is called, and the reverse.
+        het_i = het_r - a["hmi"]
+        het_j = het_c - a["mih"]
+        # 4*IBS0 + HET1_HOM2 + HET2_HOM1 = sum over both-called of (g_i - g_j)^2
+        num = sq[r0:r1, None] + sq[None, :r1] - a["q"] - 2 * a["gg"]
+        smaller = np.minimum(het_i, het_j)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kin = 0.5 - num.astype(np.float64) / (4 * smaller).astype(np.float64)
+        band = KingBand(r0, r1, kin, None, None, None, None, None)
+        if "hh" in a:
+            hh = a["hh"]
+            band.hethet = hh
+            band.het_row_hom_col = het_i - hh
+            band.het_col_hom_row = het_j - hh
+            ibs4 = num - band.het_row_hom_col - band.het_col_hom_row
+            assert not (ibs4 & 3).any(), "internal error: IBS0 count not whole"
+            band.ibs0 = ibs4 >> 2
+            band.nsnp = n_var - miss[r0:r1, None] - miss[None, :r1] + a["mimi"]
+        return band
+
+
+def _prefetch(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Read the next genotype block in a background thread while this one computes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sentinel = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="king-read") as pool:
+        fut = pool.submit(next, it, sentinel)
+        while True:
+            block = fut.result()
+            if block is sentinel:
+                return
+            fut = pool.submit(next, it, sentinel)
+            yield block
+
+
+def king_matrix(source: GenotypeSource, **engine_kwargs) -> np.ndarray:
+    """Full symmetric ``(n, n)`` float64 KING-robust matrix, diagonal 0.5."""
+    n = source.n_samples
+    out = np.empty((n, n), dtype=np.float64)
+    for band in KingEngine(source, **engine_kwargs).run():
+        out[band.r0 : band.r1, : band.r1] = band.kinship
+    il = np.tril_indices(n, -1)
+    out[il[1], il[0]] = out[il]
+    np.fill_diagonal(out, 0.5)
+    return out
+
+
+def estimated_passes(n_samples: int, memory_bytes: int, band_rows: int = 384) -> int:
+    """How many passes over the genotypes ``n_samples`` people need (for messages)."""
+    total = 5 * 4 * n_samples * (n_samples + band_rows) / 2
+    return max(1, math.ceil(total / memory_bytes))

@@ -1,0 +1,77 @@
+"""Population labels joined to genotype IDs by ID, never by row order.
+
+A labels file is tab-separated with a header. The ID column is ``sample`` (or
+1000 Genomes' ``Sample name``); the label column is configurable, by default
+``superpopulation`` (1000 Genomes' ``Superpopulation code`` is accepted for it).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Sequence
+
+from seq2king.errors import InputError
+
+ID_COLUMNS = ("sample", "Sample name", "IID", "sample_id")
+LABEL_ALIASES = {
+    "superpopulation": ("superpopulation", "Superpopulation code", "super_pop"),
+    "population": ("population", "Population code", "pop"),
+}
+
+
+def read_labels(
+    path: str | os.PathLike,
+    sample_ids: Sequence[str],
+    column: str = "superpopulation",
+    allow_unlabelled: bool = False,
+) -> list[str | None]:
+    """Labels for ``sample_ids`` (in their order) from the TSV at ``path``.
+
+    Every labels row must name a sample in the data; every sample must have a
+    label unless ``allow_unlabelled`` (then it gets ``None``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: labels file not found")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: labels file is empty") from None
+        rows = [r for r in reader if any(x.strip() for x in r)]
+    header = [h.strip() for h in header]
+    id_col = next((c for c in ID_COLUMNS if c in header), None)
+    if id_col is None:
+        raise InputError(
+            f"{path}: no sample ID column; the header needs one of {', '.join(ID_COLUMNS)} "
+            f"(found: {', '.join(header)})"
+        )
+    candidates = LABEL_ALIASES.get(column, (column,))
+    label_col = next((c for c in candidates if c in header), None)
+    if label_col is None:
+        raise InputError(
+            f"{path}: no label column {column!r} (found: {', '.join(header)}); "
+            "set the label column to one that exists"
+        )
+    i_id, i_lab = header.index(id_col), header.index(label_col)
+    known = set(sample_ids)
+    labels: dict[str, str] = {}
+    for lineno, r in enumerate(rows, 2):
+        if len(r) <= max(i_id, i_lab):
+            raise InputError(f"{path}: line {lineno} has {len(r)} fields, the header has {len(header)}")
+        sid, lab = r[i_id].strip(), r[i_lab].strip()
+        if sid not in known:
+            raise InputError(f"{path}: line {lineno}: sample {sid!r} is not in the genotype data")
+        if sid in labels:
+            raise InputError(f"{path}: line {lineno}: sample {sid!r} is labelled twice")
+        labels[sid] = lab
+    missing = [s for s in sample_ids if s not in labels]
+    if missing and not allow_unlabelled:
+        raise InputError(
+            f"{path}: {len(missing)} sample(s) have no label, e.g. {missing[0]!r}; "
+            "label every sample or drop them from the data"
+        )
+    return [labels.get(s) for s in sample_ids]
