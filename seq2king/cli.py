@@ -1,4 +1,4 @@
-"""The ``seq2king`` command: ``simulate`` and ``king``.
+"""The ``seq2king`` command: ``simulate``, ``king`` and ``inspect``.
 
 Bad input prints one line, ``seq2king: error: ...``, and exits with status 2;
 no traceback and no partial output file.
@@ -96,6 +96,42 @@ def _run_king(args) -> int:
     return 0
 
 
+def _add_inspect(sub):
+    p = sub.add_parser(
+        "inspect", help="check a KING matrix (any format) and its labels; print a summary",
+        description="Read a KING matrix (.king, .king.bin, .kin0, .npy, CSV/TSV) and optionally a "
+        "labels TSV, check that they fit together, and print what is in them.",
+    )
+    p.add_argument("king", help="KING matrix file")
+    p.add_argument("--labels", help="labels TSV (sample column + label column)")
+    p.add_argument("--label-column", default="superpopulation", help="label column (default: %(default)s)")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    import numpy as np
+
+    from seq2king.genetics.kingio import read_king
+    from seq2king.genetics.labels import read_labels
+
+    km = read_king(args.king)
+    n = len(km.ids)
+    off = km.values[np.tril_indices(n, -1)]
+    finite = off[np.isfinite(off)]
+    print(f"{args.king}: {n} people, {len(off):,} pairs")
+    if len(finite):
+        print(f"kinship: min {finite.min():.4f}, median {np.median(finite):.4f}, max {finite.max():.4f}")
+    # KING's inference bands (Manichaikul et al. 2010)
+    for name, lo, hi in (("duplicate/MZ twin", 0.354, np.inf), ("1st degree", 0.177, 0.354),
+                         ("2nd degree", 0.0884, 0.177), ("3rd degree", 0.0442, 0.0884)):
+        print(f"  {name:18s} pairs: {int(((off >= lo) & (off < hi)).sum())}")
+    if args.labels:
+        labels = read_labels(args.labels, km.ids, column=args.label_column)
+        groups, counts = np.unique(labels, return_counts=True)
+        print("groups: " + ", ".join(f"{g} {c}" for g, c in zip(groups, counts)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from seq2king import __version__
 
@@ -105,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_king(sub)
+    _add_inspect(sub)
     return parser
 
 

@@ -219,6 +219,19 @@ class BedSource(GenotypeSource):
                 f"{self.path}: {size} bytes, but {n} samples in {fam.name} and {m} variants in "
                 f"{bim.name} need {expected}; the .bed is truncated or the .fam/.bim line counts do not match it"
             )
+        if n % 4 and m:
+            # Each variant's last byte pads unused genotype slots with zero bits;
+            # data there means the .fam lists fewer people than the .bed holds.
+            bpv = (n + 3) // 4
+            raw = np.memmap(self.path, dtype=np.uint8, mode="r")
+            last = raw[3 + bpv - 1 :: bpv][:m]
+            bad = np.flatnonzero(last >> (2 * (n % 4)))
+            del raw
+            if len(bad):
+                raise InputError(
+                    f"{self.path}: variant {bad[0] + 1} has genotypes beyond the {n} samples in {fam.name}; "
+                    "the .fam line count does not match the .bed"
+                )
         self.num_threads = num_threads
         self._bed = None
 

@@ -358,7 +358,8 @@ def _full_from_triangle(tri: np.ndarray, n: int) -> np.ndarray:
 
 def _check_values(path: Path, values: np.ndarray, allow_inf: bool = True) -> None:
     if np.isnan(values).any():
-        i, j = np.argwhere(np.isnan(values))[0]
+        # Report it as (row, column) with column < row, as the triangle files store it.
+        i, j = sorted(np.argwhere(np.isnan(values))[0])[::-1]
         raise InputError(
             f"{path}: NaN kinship at row {i + 1}, column {j + 1}; a pair with no usable "
             "heterozygous calls cannot be used (remove that person or use more variants)"
@@ -522,8 +523,15 @@ def _read_delimited(path: Path) -> KingMatrix:
         raise InputError(f"{path}: empty matrix file")
     header = rows[0]
     body = rows[1:]
-    # Optional first column of row IDs (header cell empty or 'sample'/'id').
-    has_row_ids = len(header) == len(body[0]) if body else False
+    # Optional first column of row IDs: a data row that starts with a non-number.
+    def _is_number(x):
+        try:
+            float(x)
+            return True
+        except ValueError:
+            return False
+
+    has_row_ids = bool(body) and not _is_number(body[0][0])
     col_ids = header[1:] if has_row_ids else header
     n = len(col_ids)
     if len(body) != n:
