@@ -195,7 +195,18 @@ class KingEngine:
         # product come from one full (n, n) product instead of two band products.
         full = group[0][0] == 0 and cols_needed == n
         if full:
-            full_acc = {k: torch.zeros((n, n), dtype=torch.int32, device=dev) for k in ("hmi", "q")}
+            full_acc = {k: torch.zeros((n, n), dtype=torch.int32, device=dev) for k in ("hmi", "q", "pending")}
+            # Packed products of several blocks add up undecoded while every
+            # person's missing count over them stays below the digit base.
+            pending_miss = torch.zeros(n, dtype=torch.int64, device=dev)
+
+            def flush():
+                pend = full_acc["pending"]
+                part = torch.div(pend, _C, rounding_mode="floor")
+                full_acc["hmi"] += part
+                full_acc["q"] += 4 * pend - (4 * _C - 1) * part
+                pend.zero_()
+                pending_miss.zero_()
         het = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
         sq = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
         miss = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
@@ -228,10 +239,10 @@ class KingEngine:
                 ops = {key: _pad_to(t, rp, kp) for key, t in ops.items()}
             if full and block_missing:
                 if packed:
-                    prod = self._mm(ops["w"], ops["mi"].T)[:n, :n]
-                    part = torch.div(prod, _C, rounding_mode="floor")
-                    full_acc["hmi"] += part
-                    full_acc["q"] += 4 * prod - (4 * _C - 1) * part
+                    if int((pending_miss + m_per).max()) >= _C:
+                        flush()
+                    full_acc["pending"] += self._mm(ops["w"], ops["mi"].T)[:n, :n]
+                    pending_miss += m_per
                 else:
                     hmi = self._mm(ops["h"], ops["mi"].T)[:n, :n]
                     full_acc["hmi"] += hmi
@@ -276,6 +287,8 @@ class KingEngine:
                 f"{self.source.path}: no variants left for KING (only autosomes, XY and contig 0 are used; "
                 "chrX, chrY and chrMT are dropped, as plink2 does)"
             )
+        if full:
+            flush()
         stats = {"het": het.cpu().numpy(), "sq": sq.cpu().numpy(), "miss": miss.cpu().numpy(), "n_var": n_var}
         for (r0, r1) in list(acc):
             a = acc.pop((r0, r1))
