@@ -10,27 +10,8 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
-    """Like :func:`atomic_path` for several files that belong together.
+    """Yield temporary paths beside ``paths``; rename them into place on success.
 
     All are renamed into place only after the block succeeds, so a reader never
     sees a new ``.bed`` beside an old ``.bim``.

@@ -417,7 +417,7 @@ class VcfSource(GenotypeSource):
         k = 0
         try:
             for rec in vcf:
-                if king_only and rec.CHROM.upper().removeprefix("CHR") in {"X", "Y", "M", "MT", "23", "24", "26"}:
+                if king_only and rec.CHROM.upper() in NON_KING_CHROMS:
                     continue
                 if len(rec.ALT) <= 1:
                     g = rec.gt_types.astype(np.int8)  # 0 hom-ref, 1 het, 2 hom-alt, 3 unknown

@@ -11,27 +11,32 @@ integers; the division happens once, in float64, in plink2's order of
 operations, so the result is bit-identical (a person with no heterozygous calls
 gives ``-inf`` or ``nan`` exactly as plink2 does).
 
-How the counts are formed: per block of variants each person is three ``int8``
-vectors, ``H`` (1 if heterozygous), ``X`` (+1 hom-ALT, -1 hom-REF, 0 otherwise) and
-``Mi`` (1 if missing). Then, with ``@`` an int8 matrix product with int32 sums:
+How the counts are formed, per block of variants, with g the non-REF count (0, 1,
+2; missing set to 0) and ``@`` an int8 matrix product with int32 sums:
 
-- ``HH = H @ H.T`` is HETHET;
-- ``XX = X @ X.T`` is (same-hom) - (opposite-hom);
-- when the block has missing calls, one more product packs three small counts
-  into one int32 (``(H + c*Mi) @ (Mi + d*H).T - d*HH = HMi + c*MiMi + c*d*MiH``),
-  exact while no person has ``c`` or more missing calls in the block (checked;
-  otherwise the three are computed separately).
+- the numerator is a sum of squares over both-called variants,
+  ``4*IBS0 + HET1_HOM2 + HET2_HOM1 = sum (g_i - g_j)^2
+  = SQ_i + SQ_j - Q_ij - Q_ji - 2 (G @ G.T)_ij``, where ``SQ_i = sum g_i^2`` and
+  ``Q_ij`` sums ``g_i^2`` over variants where j is missing;
+- the denominator needs ``Het_i`` where j is called, ``Het_i - (H @ Mi.T)_ij``
+  (``H`` heterozygous, ``Mi`` missing indicators).
 
-Everything else follows by arithmetic: both-hom = K - Het_i - Miss_i - Het_j -
-Miss_j + HH + HMi + MiH + MiMi and IBS0 = (both-hom - XX) / 2. Products are
-taken over lower-triangular bands of rows (rows r0..r1 against columns 0..r1),
-so only about half of the pairs are computed, and bands are grouped into passes
-over the genotypes that fit a memory budget (N = 100,000 people on one GPU).
+Without missing calls that is a single product ``G @ G.T``. With them, one more
+product packs two small counts into one int32: ``(A + c*H) @ Mi.T = AMi + c*HMi``
+(``A`` hom-ALT; ``g^2 = H + 4A``), exact while nobody has ``c = 127`` or more
+missing calls among the blocks summed before decoding (checked; otherwise the
+counts are taken separately). With ``with_counts`` (the ``.kin0`` table) ``H @ H.T``
+(HETHET) and ``Mi @ Mi.T`` (for NSNP) are added.
+
+Products are taken over lower-triangular bands of rows (rows r0..r1 against
+columns 0..r1), so about half of the pairs are computed, and bands are grouped
+into passes over the genotypes that fit a memory budget (N = 100,000 people on
+one GPU); when one pass holds everyone, the missing-call product is one full
+``(n, n)`` product that serves both orientations.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -39,7 +44,7 @@ import numpy as np
 import torch
 
 from seq2king.errors import InputError
-from seq2king.genetics.genotypes import MISSING, GenotypeSource
+from seq2king.genetics.genotypes import GenotypeSource
 
 # Digit bases for packing HMi, MiMi and MiH into one int32 (int8 operands: <= 127).
 _C = 127
@@ -65,15 +70,20 @@ class KingBand:
 
 def kinship_from_counts(ibs0, hethet, het1hom2, het2hom1) -> np.ndarray:
     """plink2's KING-robust coefficient from integer counts (any matching shapes)."""
-    ibs0 = np.asarray(ibs0, dtype=np.int64)
-    hethet = np.asarray(hethet, dtype=np.int64)
     het1hom2 = np.asarray(het1hom2, dtype=np.int64)
     het2hom1 = np.asarray(het2hom1, dtype=np.int64)
-    smaller_het = hethet + np.minimum(het1hom2, het2hom1)
-    num = (4 * ibs0 + het1hom2 + het2hom1).astype(np.float64)
-    den = (4 * smaller_het).astype(np.float64)
+    num = 4 * np.asarray(ibs0, dtype=np.int64) + het1hom2 + het2hom1
+    return _kinship(num, np.asarray(hethet, dtype=np.int64) + np.minimum(het1hom2, het2hom1))
+
+
+def _kinship(num: np.ndarray, smaller_het: np.ndarray) -> np.ndarray:
+    """0.5 - num / (4 * smaller_het), in plink2's order: integers, then one float64 division.
+
+    ``num`` = 4*IBS0 + HET1_HOM2 + HET2_HOM1; ``smaller_het`` = HETHET + min(HET1_HOM2,
+    HET2_HOM1) = min(Het_i, Het_j) over both-called variants.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 0.5 - num / den
+        return 0.5 - num.astype(np.float64) / (4 * smaller_het).astype(np.float64)
 
 
 def _int_matmul(device: torch.device):
@@ -314,9 +324,7 @@ class KingEngine:
         het_j = het_c - a["mih"]
         # 4*IBS0 + HET1_HOM2 + HET2_HOM1 = sum over both-called of (g_i - g_j)^2
         num = sq[r0:r1, None] + sq[None, :r1] - a["q"] - 2 * a["gg"]
-        smaller = np.minimum(het_i, het_j)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kin = 0.5 - num.astype(np.float64) / (4 * smaller).astype(np.float64)
+        kin = _kinship(num, np.minimum(het_i, het_j))
         band = KingBand(r0, r1, kin, None, None, None, None, None)
         if "hh" in a:
             hh = a["hh"]
@@ -355,9 +363,3 @@ def king_matrix(source: GenotypeSource, **engine_kwargs) -> np.ndarray:
     out[il[1], il[0]] = out[il]
     np.fill_diagonal(out, 0.5)
     return out
-
-
-def estimated_passes(n_samples: int, memory_bytes: int, band_rows: int = 384) -> int:
-    """How many passes over the genotypes ``n_samples`` people need (for messages)."""
-    total = 5 * 4 * n_samples * (n_samples + band_rows) / 2
-    return max(1, math.ceil(total / memory_bytes))

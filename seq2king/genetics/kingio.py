@@ -28,7 +28,6 @@ from typing import Iterable
 import numpy as np
 
 from seq2king.errors import InputError
-from seq2king.fileio import atomic_path
 from seq2king.genetics.genotypes import SampleIds
 from seq2king.genetics.king import KingBand
 
@@ -116,14 +115,6 @@ def _format_row(values: np.ndarray) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- IDs
-
-
-def write_king_id(path: Path, ids: SampleIds) -> None:
-    cols = ids.columns()
-    with atomic_path(path) as tmp, open(tmp, "w", newline="\n") as fh:
-        fh.write("#" + "\t".join(name for name, _ in cols) + "\n")
-        for row in zip(*(vals for _, vals in cols)):
-            fh.write("\t".join(row) + "\n")
 
 
 def read_king_id(path: Path) -> SampleIds:

@@ -28,7 +28,6 @@ def main():
     simulate(tmp, samples=60, length=3e6, seed=7, maf=0.05, workers=1, progress=False)
     src = BedSource(tmp)
     g = src.read_all()  # (60, m)
-    chrom_base = src.variants.chrom
     rng = np.random.default_rng(11)
     n0, m = g.shape
 
