@@ -68,7 +68,7 @@ def _add_king(sub):
     p.add_argument("--table-proportions", action="store_true",
                    help="HETHET/IBS0 in .kin0 as proportions (plink2's default) instead of counts")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
-    p.add_argument("--block-variants", type=int, default=4096, help="variants per product (default: %(default)s)")
+    p.add_argument("--block-variants", type=int, default=8192, help="variants per product (default: %(default)s)")
     p.add_argument("--memory-gb", type=float, default=None,
                    help="memory for pair counts; more people take several passes (default: 8 on CPU, 60%% of free GPU)")
     p.set_defaults(func=_run_king)

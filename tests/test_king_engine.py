@@ -92,4 +92,4 @@ def test_clear_errors():
     with pytest.raises(InputError, match="at least 2 samples"):
         KingEngine(ArraySource(np.zeros((1, 10), np.int8)))
     with pytest.raises(InputError, match="block_variants"):
-        KingEngine(ArraySource(np.zeros((3, 10), np.int8)), block_variants=10000)
+        KingEngine(ArraySource(np.zeros((3, 10), np.int8)), block_variants=100000)

@@ -114,7 +114,7 @@ class KingEngine:
     ----------
     source: the genotypes; only plink2's KING variants (autosomes, XY, 0) are used.
     device: ``"cpu"``, ``"cuda"``...; int8 products with int32 sums on both.
-    block_variants: variants per product (<= 4096 keeps every packed sum exact).
+    block_variants: variants per product (8 to 65536; sums stay exact in int32).
     band_rows: rows per lower-triangular band.
     memory_bytes: budget for the count accumulators; more people than fit in one
         pass are handled in several passes over the genotypes.
@@ -124,14 +124,14 @@ class KingEngine:
         self,
         source: GenotypeSource,
         device: str | torch.device = "cpu",
-        block_variants: int = 4096,
+        block_variants: int = 8192,
         band_rows: int | None = None,
         memory_bytes: int | None = None,
         progress: bool = True,
         with_counts: bool = False,
     ):
-        if not 8 <= block_variants <= 4096:
-            raise InputError(f"block_variants={block_variants}: must be between 8 and 4096")
+        if not 8 <= block_variants <= 65536:
+            raise InputError(f"block_variants={block_variants}: must be between 8 and 65536")
         self.source = source
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
