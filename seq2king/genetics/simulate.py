@@ -2,7 +2,7 @@
 
 A model is a stdpopsim ``HomSap`` demographic model id (default
 ``AmericanAdmixture_4B18``: AFR, EUR, ASIA, ADMIX), a ``demes`` YAML file, or
-``FiveContinents`` (the shipped :file:`seq2king/data/five_continents.yaml`).
+``FiveContinents`` (the shipped :file:`seq2king/genetics/demes/five_continents.yaml`).
 No genetic map is downloaded: recombination is flat at the species' mean rate
 (or the demes file's ``metadata.recombination_rate``), and mutations use the
 model's own rate.
@@ -48,7 +48,7 @@ def load_model(model: str, mutation_rate: float | None = None,
     import msprime
 
     if model == FIVE_CONTINENTS:
-        model = str(resources.files("seq2king.data") / "five_continents.yaml")
+        model = str(resources.files("seq2king.genetics.demes") / "five_continents.yaml")
     if model.endswith((".yaml", ".yml")) or os.path.sep in model:
         import demes
 
