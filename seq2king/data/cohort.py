@@ -1,0 +1,133 @@
+"""A cohort ready for learning: IDs, the full KING matrix, optional labels.
+
+Sources: a simulated cohort (the embedded default), genotypes (.bed, .pgen,
+VCF) or a ready KING matrix. Simulation and KING results are cached under a
+content-keyed directory, so the second run with the same inputs starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seq2king.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when simulate/KING outputs change meaning
+
+
+@dataclass
+class Cohort:
+    ids: list[str]
+    king: np.ndarray  # (n, n) float64, symmetric, diagonal 0.5
+    labels: list[str] | None = None
+    source: str = ""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SEQ2KING_CACHE", Path.home() / ".cache" / "seq2king"))
+
+
+def _key(payload: dict) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, **payload}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _file_fingerprint(paths: list[Path]) -> list:
+    out = []
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: file not found")
+        st = p.stat()
+        with open(p, "rb") as fh:  # size + mtime + the first and last MiB
+            head = fh.read(1 << 20)
+            fh.seek(max(0, st.st_size - (1 << 20)))
+            tail = fh.read()
+        out.append([str(p.resolve()), st.st_size, hashlib.sha256(head + tail).hexdigest()])
+    return out
+
+
+def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
+    """Path of a cached ``.king.bin`` for ``key``, computing it on first use."""
+    from seq2king.genetics.king import KingEngine
+    from seq2king.genetics.kingio import write_king_bands
+
+    out = cache / key / "cohort"
+    if not Path(str(out) + ".king.bin").exists():
+        log.info("computing KING-robust for %s (cached in %s)", what, out.parent)
+        source = make_source()
+        write_king_bands(KingEngine(source).run(), out, source.samples)
+    return Path(str(out) + ".king.bin")
+
+
+def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
+                   seed: int = 1, maf: float = 0.01, label_column: str = "superpopulation",
+                   cache_dir: str | None = None) -> Cohort:
+    """The embedded default: simulate once, compute KING once, then read the cache."""
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.simulate import simulate
+
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = _key({"kind": "simulated", "model": model, "samples": samples, "length": float(length),
+                "seed": seed, "maf": maf})
+    prefix = cache / key / "cohort"
+    if not Path(str(prefix) + ".bed").exists():
+        log.info("simulating %s: %d people, %.0f bp (cached in %s)", model, samples, length, prefix.parent)
+        simulate(prefix, model=model, samples=samples, length=length, seed=seed, maf=maf)
+    king_path = _king_cached(cache, key, lambda: BedSource(prefix), f"the simulated cohort {key}")
+    return load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column,
+                     source=f"simulated:{model}:{samples}:{int(length)}:{seed}")
+
+
+def load_genotypes(kind: str, path: str, labels: str | None = None,
+                   label_column: str = "superpopulation", cache_dir: str | None = None) -> Cohort:
+    """Genotypes (``plink``/``pgen``/``vcf``): KING computed once and cached."""
+    from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+
+    if not path:
+        raise InputError(f"data={kind} needs a path: set data.path=...")
+    p = str(path)
+    files = {"plink": [".bed", ".bim", ".fam"], "pgen": [".pgen", ".pvar", ".psam"]}.get(kind)
+    if files:
+        for ext in files:
+            p = p[: -len(ext)] if p.endswith(ext) else p
+        fps = _file_fingerprint([Path(p + ext) for ext in files])
+    else:
+        fps = _file_fingerprint([Path(p)])
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = _key({"kind": kind, "files": fps})
+    opener = {"plink": lambda: BedSource(p), "pgen": lambda: PgenSource(p), "vcf": lambda: VcfSource(p)}[kind]
+    king_path = _king_cached(cache, key, opener, p)
+    return load_king(king_path, labels=labels, label_column=label_column, source=f"{kind}:{p}")
+
+
+def load_king(path: str, labels: str | None = None, label_column: str = "superpopulation",
+              source: str | None = None) -> Cohort:
+    """A ready KING matrix in any form :func:`read_king` knows, plus optional labels."""
+    from seq2king.genetics.kingio import read_king
+    from seq2king.genetics.labels import read_labels
+
+    if not path:
+        raise InputError("data=king needs data.path=FILE (a .king, .king.bin, .kin0, .npy or CSV/TSV matrix)")
+    km = read_king(path, check_finite=False)
+    ids, values = km.ids, km.values
+    lab = read_labels(labels, ids, column=label_column) if labels else None
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        # plink2 gives -inf for people with no heterozygous calls; they carry no
+        # kinship information, so they are left out (and said so).
+        dropped = [i for i, b in zip(ids, bad) if b]
+        log.warning("%s: dropping %d people with non-finite kinship (no heterozygous calls?): %s",
+                    path, len(dropped), ", ".join(dropped[:5]))
+        keep = np.flatnonzero(~bad)
+        ids = [ids[i] for i in keep]
+        values = values[np.ix_(keep, keep)]
+        lab = None if lab is None else [lab[i] for i in keep]
+    return Cohort(ids=list(ids), king=values, labels=lab, source=source or f"king:{path}")

@@ -1,0 +1,260 @@
+"""Sequences of people for Seq2KING, split by INDIVIDUAL.
+
+The cohort's people are split once (seeded) into train / val / test. Test people
+are never seen in training in any form: not as tokens, not in the target
+scaling, not in the reference panel. With the ``kinship`` tokenizer, a panel of
+training people (landmarks) is set aside: every token's features are its KING
+values against the panel, and panel members are not sequence tokens.
+
+Training samples are random sets of training people with lengths drawn from
+``[min_len, max_len]``, built from fresh permutations each epoch so every
+training person appears about equally often. Validation and test sequences are
+fixed (seeded) sets of val / test people.
+
+A batch is a dict: ``index`` (B, n) positions in the cohort (-1 for padding),
+``features`` (B, n, panel) scaled KING to the panel, ``target`` (B, n, n) scaled
+KING between the tokens, ``mask`` (B, n) True for real tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from seq2king.data.cohort import Cohort, load_genotypes, load_king, load_simulated
+from seq2king.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("simulated", "plink", "pgen", "vcf", "king")
+SCALINGS = ("standard", "minmax")
+
+
+@dataclass
+class Scaler:
+    """Affine map of KING values fitted on training pairs only."""
+
+    kind: str
+    shift: float
+    scale: float
+
+    @classmethod
+    def fit(cls, kind: str, values: np.ndarray) -> "Scaler":
+        if kind == "standard":
+            return cls(kind, float(values.mean()), float(values.std() or 1.0))
+        if kind == "minmax":  # the paper's [0, 1] normalisation, on training pairs
+            lo, hi = float(values.min()), float(values.max())
+            return cls(kind, lo, (hi - lo) or 1.0)
+        raise InputError(f"data.scaling={kind!r}: choose one of {', '.join(SCALINGS)}")
+
+    def __call__(self, x):
+        return (x - self.shift) / self.scale
+
+    def inverse(self, y):
+        return y * self.scale + self.shift
+
+
+class SequenceSet(Dataset):
+    """Sequences over a fixed list of cohort positions.
+
+    ``random=True`` (training): a new plan each epoch (:meth:`set_epoch`) of
+    shuffled people cut into sequences of random length. Otherwise one fixed
+    plan of sequences of ``max_len`` (the last may be shorter).
+    """
+
+    def __init__(self, people: np.ndarray, n_sequences: int | None, min_len: int, max_len: int,
+                 seed: int, random: bool):
+        self.people = np.asarray(people)
+        self.min_len, self.max_len = min_len, max_len
+        self.seed, self.random = seed, random
+        self.n_sequences = n_sequences
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.people)
+        if not self.random:
+            order = rng.permutation(self.people)
+            plan = [order[i:i + self.max_len] for i in range(0, n, self.max_len)]
+            if len(plan) > 1 and len(plan[-1]) < 2:  # a lone person has no pairs
+                plan[-2] = np.concatenate([plan[-2], plan[-1]])[: self.max_len]
+                plan.pop()
+            self.plan = plan
+            return
+        plan, pool = [], np.empty(0, dtype=self.people.dtype)
+        while len(plan) < self.n_sequences:
+            length = int(rng.integers(self.min_len, self.max_len + 1))
+            if len(pool) < length:  # refill with a fresh permutation: even coverage
+                rest = rng.permutation(np.setdiff1d(self.people, pool))
+                pool = np.concatenate([pool, rest])
+            plan.append(pool[:length])
+            pool = pool[length:]
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.plan[i]
+
+
+class Seq2KingDataModule(pl.LightningDataModule):
+    """Builds the cohort, the split, the panel and the scaler; serves batches."""
+
+    def __init__(self, source: str = "simulated", path: str | None = None, labels: str | None = None,
+                 label_column: str = "superpopulation", simulation: dict | None = None,
+                 cache_dir: str | None = None, split: tuple = (0.7, 0.15, 0.15), split_seed: int = 0,
+                 tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
+                 min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
+                 batch_size: int = 32, num_workers: int = 0,
+                 seed: int = 0):
+        super().__init__()
+        if source not in SOURCES:
+            raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
+        if tokenizer not in ("kinship", "index"):
+            raise InputError(f"model.tokenizer={tokenizer!r}: choose one of kinship, index")
+        if not 2 <= min_len <= max_len:
+            raise InputError(f"data.min_len={min_len}, data.max_len={max_len}: need 2 <= min_len <= max_len")
+        if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1) > 1e-6:
+            raise InputError(f"data.split={list(split)}: three non-negative fractions summing to 1")
+        self.source, self.path, self.labels_path = source, path, labels
+        self.label_column = label_column
+        self.simulation = dict(simulation or {})
+        self.cache_dir = cache_dir
+        self.split_fracs = tuple(float(f) for f in split)
+        self.split_seed, self.seed = split_seed, seed
+        self.tokenizer, self.panel_size, self.scaling = tokenizer, panel_size, scaling
+        self.min_len, self.max_len = min_len, max_len
+        self.sequences_per_epoch = sequences_per_epoch
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.cohort: Cohort | None = None
+
+    # -- building ---------------------------------------------------------------------
+    def load_cohort(self) -> Cohort:
+        if self.source == "simulated":
+            return load_simulated(**self.simulation, label_column=self.label_column, cache_dir=self.cache_dir)
+        if self.source == "king":
+            return load_king(self.path, labels=self.labels_path, label_column=self.label_column)
+        return load_genotypes(self.source, self.path, labels=self.labels_path,
+                              label_column=self.label_column, cache_dir=self.cache_dir)
+
+    def prepare_data(self) -> None:
+        # Simulation and KING land in the cache once, on one process.
+        self.load_cohort()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.cohort is not None:
+            return
+        cohort = self.load_cohort()
+        n = len(cohort.ids)
+        rng = np.random.default_rng(self.split_seed)
+        order = rng.permutation(n)
+        n_train = int(round(self.split_fracs[0] * n))
+        n_val = int(round(self.split_fracs[1] * n))
+        splits = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
+                  "test": np.sort(order[n_train + n_val:])}
+        for name, idx in splits.items():
+            if len(idx) < 2:
+                raise InputError(
+                    f"data.split={list(self.split_fracs)}: the {name} split of {n} people has {len(idx)}; "
+                    "every split needs at least 2 people")
+        train = splits["train"]
+        if self.tokenizer == "kinship":
+            if self.panel_size >= len(train) - 1:
+                raise InputError(
+                    f"data.panel_size={self.panel_size}: the panel must leave training people to train on "
+                    f"({len(train)} in the train split)")
+            panel = np.sort(np.random.default_rng([self.split_seed, 1]).choice(train, self.panel_size, replace=False))
+            train = np.setdiff1d(train, panel)
+        else:
+            panel = np.zeros(0, dtype=np.int64)
+        if self.max_len > len(train):
+            raise InputError(
+                f"data.max_len={self.max_len} is longer than the {len(train)} training people available as "
+                "tokens; lower data.max_len or use more people")
+        pairs = cohort.king[np.ix_(train, train)][~np.eye(len(train), dtype=bool)]
+        self.scaler = Scaler.fit(self.scaling, pairs)
+        self.target_mean = float(self.scaler(pairs.mean()))  # the predict-the-mean baseline
+        self.cohort = cohort
+        self.splits = {"train": train, "val": splits["val"], "test": splits["test"], "panel": panel}
+        self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
+        self.features = (self.king_scaled[:, torch.from_numpy(panel)] if len(panel)
+                         else torch.zeros(n, 0))
+        eval_len = self.max_len
+        self.datasets = {
+            "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
+            "val": SequenceSet(splits["val"], None, 2, eval_len, self.seed + 1, False),
+            "test": SequenceSet(splits["test"], None, 2, eval_len, self.seed + 2, False),
+        }
+        log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
+                 cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
+                 self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    @property
+    def num_individuals(self) -> int:
+        self.setup()
+        return len(self.cohort.ids)
+
+    def split_summary(self) -> dict:
+        """IDs in each split (what ``split.json`` in the run directory holds)."""
+        ids = self.cohort.ids
+        out = {name: [ids[i] for i in idx] for name, idx in self.splits.items()}
+        out["scaler"] = {"kind": self.scaler.kind, "shift": self.scaler.shift, "scale": self.scaler.scale}
+        out["source"] = self.cohort.source
+        return out
+
+    def write_split(self, path: Path) -> None:
+        from seq2king.fileio import atomic_files
+
+        with atomic_files(path) as (tmp,):
+            tmp.write_text(json.dumps(self.split_summary(), indent=1))
+
+    # -- batches ----------------------------------------------------------------------
+    def collate(self, seqs: list[np.ndarray]) -> dict:
+        b, n = len(seqs), max(len(s) for s in seqs)
+        index = torch.full((b, n), -1, dtype=torch.long)
+        mask = torch.zeros((b, n), dtype=torch.bool)
+        for i, s in enumerate(seqs):
+            index[i, : len(s)] = torch.from_numpy(np.asarray(s))
+            mask[i, : len(s)] = True
+        safe = index.clamp_min(0)
+        target = self.king_scaled[safe[:, :, None], safe[:, None, :]]
+        features = self.features[safe]
+        return {"index": index, "features": features, "target": target, "mask": mask}
+
+    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=self.collate, num_workers=self.num_workers,
+                          persistent_workers=False)
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
+
+    def state_dict(self) -> dict:
+        # Plain ints and strings only: checkpoints load with weights_only=True.
+        if self.cohort is None:
+            return {}
+        return {"splits": {k: [int(i) for i in v] for k, v in self.splits.items()},
+                "scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state or self.cohort is None:
+            return
+        for k, v in state["splits"].items():
+            if list(map(int, self.splits[k])) != v:
+                raise InputError(
+                    "the checkpoint was trained on a different split of this cohort; "
+                    "use the same data and data.split_seed to resume")

@@ -1,0 +1,103 @@
+"""Lightning wrapper: loss, baselines, optimiser and schedule around :class:`Seq2King`."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+
+from seq2king.errors import InputError
+from seq2king.model.transformer import Seq2King, Seq2KingConfig, masked_pair_mse
+
+
+class Seq2KingModule(pl.LightningModule):
+    """Trains :class:`Seq2King` to predict scaled KING between the people of a sequence.
+
+    Hyper-parameters are plain dicts (saved with ``save_hyperparameters``), so a
+    checkpoint loads with ``torch.load(..., weights_only=True)``.
+
+    Logged: ``train/loss``, ``val/loss``, ``val/baseline_loss`` (predicting the
+    training mean, which scaled targets make 0 for ``standard`` scaling), and
+    ``val/skill`` = 1 - loss / baseline_loss (0: no better than the mean; 1: exact).
+    """
+
+    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None,
+                 compile: bool = False, num_individuals: int = 0, target_mean: float = 0.0,
+                 **model):
+        """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
+        super().__init__()
+        self.save_hyperparameters()
+        cfg = dict(model)
+        if cfg.get("tokenizer") == "index":
+            cfg["num_individuals"] = num_individuals
+        try:
+            self.cfg = Seq2KingConfig(**cfg)
+        except TypeError as e:
+            raise InputError(f"model config: {e}") from None
+        self.net = Seq2King(self.cfg)
+        self.optim_cfg = {"name": "adamw", "lr": 3e-4, "weight_decay": 0.01, "betas": (0.9, 0.98),
+                          **(optimizer or {})}
+        self.sched_cfg = {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.05, **(scheduler or {})}
+        self.target_mean = target_mean
+        self._compiled = torch.compile(self.net) if compile else None
+
+    def forward(self, batch, need_weights: bool = False):
+        if self._compiled is not None and not need_weights:
+            return self._compiled(batch)
+        return self.net(batch, need_weights=need_weights)
+
+    def on_train_epoch_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "datasets"):
+            dm.datasets["train"].set_epoch(self.current_epoch)
+
+    def _step(self, batch, stage: str):
+        pred = self(batch)
+        loss = masked_pair_mse(pred, batch["target"], batch["mask"])
+        bs = batch["mask"].shape[0]
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=bs, sync_dist=stage != "train")
+        if stage != "train":
+            base = masked_pair_mse(torch.full_like(pred, self.target_mean), batch["target"], batch["mask"])
+            self.log(f"{stage}/baseline_loss", base, batch_size=bs, sync_dist=True)
+            self.log(f"{stage}/skill", 1 - loss / base.clamp_min(1e-12), batch_size=bs, sync_dist=True,
+                     prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        decay = [p for n, p in self.net.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.net.named_parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+        if o["name"] == "adamw":
+            opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]))
+        elif o["name"] == "adam":  # the paper's
+            opt = torch.optim.Adam(self.net.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
+        else:
+            raise InputError(f"optimizer.name={o['name']!r}: choose adamw or adam")
+        s = self.sched_cfg
+        if s["name"] in (None, "none", "constant"):
+            return opt
+        if s["name"] != "cosine":
+            raise InputError(f"scheduler.name={s['name']!r}: choose cosine or none")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = min(int(s["warmup_steps"]), total // 2)
+        floor = float(s["min_lr_ratio"])
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

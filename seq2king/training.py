@@ -1,0 +1,164 @@
+"""Compose and run one training job from a Hydra config (library side of train.py).
+
+Following ashleve/lightning-hydra-template: seed, instantiate the datamodule,
+model, callbacks, loggers and trainer, fit, test, and return the metric the
+sweeper optimises. A failing job in a multirun is logged and reported as NaN so
+the sweep goes on; the W&B run is always finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seq2king.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def _wandb_mode() -> str:
+    """offline unless the user is logged in; WANDB_MODE wins when set."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:  # `wandb login` stores the key in ~/.netrc
+        import netrc
+
+        return "online" if netrc.netrc().authenticators("api.wandb.ai") else "offline"
+    except (OSError, netrc.NetrcParseError):
+        return "offline"
+
+
+def _run_dir_of_ckpt(ckpt_path: str) -> Path:
+    return Path(ckpt_path).resolve().parent.parent
+
+
+def instantiate_loggers(cfg: DictConfig, output_dir: Path) -> list:
+    loggers = []
+    for name, lg in (cfg.get("logger") or {}).items():
+        if not isinstance(lg, DictConfig) or "_target_" not in lg:
+            continue
+        if lg._target_.endswith("WandbLogger"):
+            with open_dict(lg):
+                if lg.get("offline") is None:
+                    lg.offline = _wandb_mode() != "online"
+                if lg.get("id") is None and cfg.get("ckpt_path"):
+                    # Resuming: continue the same W&B run as the checkpoint's job.
+                    id_file = _run_dir_of_ckpt(cfg.ckpt_path) / "wandb_id.txt"
+                    if id_file.exists():
+                        lg.id = id_file.read_text().strip()
+                        lg.resume = "allow"
+                if lg.get("group") is None:
+                    lg.group = _multirun_group()
+            os.environ.setdefault("WANDB_DIR", str(output_dir))
+            os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(hydra.utils.instantiate(lg))
+    return loggers
+
+
+def _multirun_group() -> str | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return Path(hc.sweep.dir).name
+    except Exception:
+        pass
+    return None
+
+
+def _is_multirun() -> bool:
+    return _multirun_group() is not None
+
+
+def build(cfg: DictConfig):
+    """Instantiate datamodule, model, callbacks, loggers and trainer (no fitting)."""
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
+                                    target_mean=datamodule.target_mean)
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()
+                 if isinstance(c, DictConfig) and "_target_" in c]
+    loggers = instantiate_loggers(cfg, output_dir)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit (and test) one job; returns the metrics dict."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule, model, trainer = build(cfg)
+    datamodule.write_split(output_dir / "split.json")
+    for lg in trainer.loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if type(lg).__name__ == "WandbLogger":
+            (output_dir / "wandb_id.txt").write_text(lg.version or "")
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test", True):
+        ckpt = None
+        cb = trainer.checkpoint_callback
+        if cb is not None and getattr(cb, "best_model_path", ""):
+            ckpt = cb.best_model_path
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True) if ckpt \
+            else trainer.test(model=model, datamodule=datamodule)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    return metrics
+
+
+def _input_error(e: BaseException) -> InputError | None:
+    """The InputError behind ``e`` (Hydra wraps errors raised while instantiating)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, InputError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def run(cfg: DictConfig) -> float:
+    """train() with the template's safety net; returns ``cfg.optimized_metric``."""
+    metric_name = cfg.get("optimized_metric")
+    try:
+        metrics = train(cfg)
+    except Exception as e:
+        bad = _input_error(e)
+        if bad is not None and not _is_multirun():
+            print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        if _is_multirun():
+            log.exception("job failed; the sweep goes on")
+            return float("nan")
+        raise
+    finally:
+        try:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+        except Exception:
+            pass
+    value = metrics.get(metric_name, float("nan")) if metric_name else float("nan")
+    if metric_name and math.isnan(value):
+        log.warning("optimized metric %s not found in %s", metric_name, sorted(metrics))
+    return value

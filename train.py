@@ -1,0 +1,26 @@
+"""Train Seq2KING. With no arguments: the embedded simulated cohort, our default model.
+
+    python train.py                                   # default cohort and model
+    python train.py experiment=paper                  # the paper's setup
+    python train.py data=plink data.path=PREFIX data.labels=TSV
+    python train.py -m model.depth=2,4,6 model.heads=1,2,4,8   # a sweep
+    python train.py -m hparams_search=optuna          # TPE search on val/loss
+    python train.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt   # resume
+
+Outputs go to the Hydra run directory: checkpoints/, .hydra/, split.json,
+metrics.json, csv/ and the W&B run (offline unless you are logged in).
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from seq2king.training import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
+def main(cfg: DictConfig) -> float:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
