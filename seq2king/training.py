@@ -61,7 +61,7 @@ def instantiate_loggers(cfg: DictConfig, output_dir: Path) -> list:
                         lg.resume = "allow"
                 if lg.get("group") is None:
                     lg.group = _multirun_group()
-            os.environ.setdefault("WANDB_DIR", str(output_dir))
+            os.environ["WANDB_DIR"] = str(output_dir)
             os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(hydra.utils.instantiate(lg))
     return loggers
@@ -104,6 +104,24 @@ def train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision("high")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fit_and_test(cfg, output_dir)
+    finally:
+        _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    """Always close the W&B run, so the next job (or a failed one) starts clean."""
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except Exception:  # never mask the job's own error
+        log.exception("could not finish the W&B run")
+
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
     datamodule, model, trainer = build(cfg)
     datamodule.write_split(output_dir / "split.json")
     for lg in trainer.loggers:
@@ -114,13 +132,20 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
-        ckpt = None
         cb = trainer.checkpoint_callback
-        if cb is not None and getattr(cb, "best_model_path", ""):
-            ckpt = cb.best_model_path
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True) if ckpt \
-            else trainer.test(model=model, datamodule=datamodule)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        ckpt = getattr(cb, "best_model_path", "") or None
+        tester = trainer
+        if trainer.world_size > 1 or "spawn" in type(trainer.strategy).__name__.lower():
+            # Test on one device: a distributed sampler pads and splits the test
+            # people, and spawned workers do not share the loggers' state.
+            tester = pl.Trainer(accelerator=trainer.accelerator, devices=1, logger=False,
+                                enable_progress_bar=False, precision=cfg.trainer.get("precision", "32-true"))
+        tester.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        test_metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
+        if tester is not trainer:
+            for lg in trainer.loggers:
+                lg.log_metrics(test_metrics, step=trainer.global_step)
+        metrics.update(test_metrics)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     return metrics
 
@@ -150,14 +175,6 @@ def run(cfg: DictConfig) -> float:
             log.exception("job failed; the sweep goes on")
             return float("nan")
         raise
-    finally:
-        try:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish()
-        except Exception:
-            pass
     value = metrics.get(metric_name, float("nan")) if metric_name else float("nan")
     if metric_name and math.isnan(value):
         log.warning("optimized metric %s not found in %s", metric_name, sorted(metrics))

@@ -119,7 +119,13 @@ def load_king(path: str, labels: str | None = None, label_column: str = "superpo
     km = read_king(path, check_finite=False)
     ids, values = km.ids, km.values
     lab = read_labels(labels, ids, column=label_column) if labels else None
-    bad = ~np.isfinite(values).all(axis=1)
+    # Greedily drop whoever has the most non-finite entries until none are left
+    # (one person with no heterozygous calls makes a whole column -inf).
+    bad = np.zeros(len(ids), dtype=bool)
+    finite = np.isfinite(values)
+    while not finite[np.ix_(~bad, ~bad)].all():
+        counts = np.where(bad, -1, (~finite[:, ~bad]).sum(axis=1))
+        bad[int(np.argmax(counts))] = True
     if bad.any():
         # plink2 gives -inf for people with no heterozygous calls; they carry no
         # kinship information, so they are left out (and said so).

@@ -1,0 +1,239 @@
+"""Training: every config composes, each experiment runs, sweeps, resume, W&B, DDP.
+
+In-process tests compose the real configs with Hydra's compose API and shrink
+them; sweeps, optuna, submitit and DDP go through the real ``train.py`` CLI.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from conftest import FIXTURE, read_wandb_records
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+TINY = [
+    "data.simulation.samples=120", "data.simulation.length=2000000", "data.simulation.seed=5",
+    "model.panel_size=16", "data.min_len=4", "data.max_len=24", "data.sequences_per_epoch=96",
+    "data.batch_size=16", "model.d_model=32", "model.ffn_dim=64", "model.depth=2", "model.heads=2",
+    "model.scheduler.warmup_steps=5", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+    "++callbacks.rich_progress_bar=null",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+
+
+def make_cfg(tmp_path, cache_dir, *overrides, tiny=True):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True,
+                      overrides=[*(TINY if tiny else []), *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.cache_dir = str(cache_dir)
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "experiment",
+                                   "debug", "hparams_search", "paths", "hydra"])
+def test_every_config_composes(tmp_path, cache_dir, group):
+    for opt in options(group):
+        extra = {"plink": [f"data.path={FIXTURE}"], "pgen": [f"data.path={FIXTURE}"],
+                 "vcf": [f"data.path={FIXTURE}.vcf.gz"],
+                 "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"]}.get(opt, [])
+        cfg = make_cfg(tmp_path, cache_dir, f"{group}={opt}", *extra)
+        assert cfg.data._target_ and cfg.model._target_ and cfg.trainer._target_
+
+
+@pytest.mark.parametrize("data", ["simulated", "plink", "pgen", "vcf", "king"])
+def test_every_data_source_instantiates(tmp_path, cache_dir, data):
+    from seq2king.training import build
+
+    extra = {"plink": [f"data.path={FIXTURE}"], "pgen": [f"data.path={FIXTURE}"],
+             "vcf": [f"data.path={FIXTURE}.vcf.gz"],
+             "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"]}.get(data, [])
+    cfg = make_cfg(tmp_path, cache_dir, f"data={data}", *extra, "logger=csv")
+    dm, model, trainer = build(cfg)
+    b = next(iter(dm.train_dataloader()))
+    assert b["features"].shape[-1] == 16 and b["target"].shape[1] == b["mask"].shape[1]
+    # test people never appear in training sequences, the panel or the scaler's pairs
+    test = set(dm.splits["test"].tolist())
+    assert not test & set(dm.splits["train"].tolist()) and not test & set(dm.splits["panel"].tolist())
+    for seq in dm.datasets["train"].plan:
+        assert not test & set(seq.tolist())
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_sim"])
+def test_cpu_trainers_instantiate(tmp_path, cache_dir, trainer):
+    from seq2king.training import build
+
+    cfg = make_cfg(tmp_path, cache_dir, f"trainer={trainer}", "logger=none")
+    _, _, tr = build(cfg)
+    assert tr.num_devices == (2 if trainer == "ddp_sim" else 1)
+
+
+def test_gpu_presets_ask_for_bf16():
+    import yaml
+
+    for name in ("gpu", "ddp"):
+        cfg = yaml.safe_load((CONF / "trainer" / f"{name}.yaml").read_text())
+        assert cfg["accelerator"] == "gpu" and cfg["precision"] == "bf16-mixed"
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_fast_dev_run_each_experiment(tmp_path, cache_dir, experiment):
+    from seq2king.training import train
+
+    cfg = make_cfg(tmp_path, cache_dir, f"experiment={experiment}", "debug=fdr", *TINY[3:], "logger=csv")
+    metrics = train(cfg)
+    assert "train/loss" in metrics and torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_learns_beyond_the_mean_on_unseen_people(tmp_path, cache_dir):
+    """Val and test people are held out; the model must still beat predict-the-mean."""
+    from seq2king.training import train
+
+    cfg = make_cfg(tmp_path, cache_dir, "trainer.max_epochs=8", "data.sequences_per_epoch=192",
+                   "model.dropout=0.0", "logger=csv", "model.optimizer.lr=0.002")
+    m = train(cfg)
+    assert m["val/loss"] < 0.5 * m["val/baseline_loss"], m
+    assert m["test/loss"] < 0.5 * m["test/baseline_loss"], m
+
+
+def test_resume_continues_step_and_wandb_run(tmp_path, cache_dir):
+    from seq2king.training import train
+
+    first = tmp_path / "first"
+    train(make_cfg(first, cache_dir, "trainer.max_epochs=1", "test=false"))
+    last = first / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)  # plain data only: safe to load
+    steps_per_epoch = ckpt["global_step"]
+    assert steps_per_epoch == 96 // 16
+    second = tmp_path / "second"
+    train(make_cfg(second, cache_dir, "trainer.max_epochs=3", f"ckpt_path={last}", "test=false"))
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 3 * steps_per_epoch
+    assert resumed["epoch"] == 2
+    assert (first / "wandb_id.txt").read_text() == (second / "wandb_id.txt").read_text() != ""
+
+
+def test_wandb_offline_run_has_the_metrics(tmp_path, cache_dir):
+    from seq2king.training import train
+
+    metrics = train(make_cfg(tmp_path, cache_dir, "trainer.max_epochs=1"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    logged, config = {}, {}
+    for rec in read_wandb_records(runs[0]):
+        kind = rec.WhichOneof("record_type")
+        items = rec.history.item if kind == "history" else rec.config.update if kind == "config" else []
+        for it in items:
+            (logged if kind == "history" else config)[it.key or "/".join(it.nested_key)] = json.loads(it.value_json)
+    for key in ("train/loss", "val/loss", "val/baseline_loss", "test/loss"):
+        assert isinstance(logged[key], float), key
+    assert logged["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert config["d_model"] == 32 and config["model"]["depth"] == 2
+
+
+def cli(tmp_path, cache_dir, *args, timeout=600):
+    """Run train.py; flags (-m) go first, then the tiny settings, then the test's overrides."""
+    env = {**os.environ, "WANDB_MODE": "offline", "SEQ2KING_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    flags = [a for a in args if a.startswith("-") and not a.startswith("--") or a == "--multirun"]
+    rest = [a for a in args if a not in flags]
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, *TINY, *rest,
+                          f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path}"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    return res
+
+
+def test_multirun_sweep_2x2(tmp_path, cache_dir):
+    res = cli(tmp_path, cache_dir, "-m", "model.depth=1,2", "model.heads=1,2", "trainer.max_epochs=1",
+              "logger=csv", "test=false", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"))
+    assert len(jobs) == 4
+    seen = set()
+    for job in jobs:
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        seen.add(overrides)
+        assert "val/loss" in json.loads((job / "metrics.json").read_text())
+        assert (job / "checkpoints" / "last.ckpt").exists()
+    assert len(seen) == 4
+
+
+def test_optuna_three_trials(tmp_path, cache_dir):
+    res = cli(tmp_path, cache_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+              "hydra.sweeper.sampler.n_startup_trials=2", "trainer.max_epochs=1", "logger=csv",
+              "test=false", f"hydra.sweep.dir={tmp_path}/optuna", "model.d_model=32")
+    assert res.returncode == 0, res.stderr[-3000:]
+    import yaml
+
+    result = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
+    assert result["name"] == "optuna" and result["best_value"] > 0
+    assert len(list((tmp_path / "optuna").glob("[0-9]*"))) == 3
+
+
+def test_submitit_local_launcher(tmp_path, cache_dir):
+    res = cli(tmp_path, cache_dir, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+              "trainer.max_epochs=1", "logger=csv", "test=false", f"hydra.sweep.dir={tmp_path}/sub")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "val/loss" in json.loads((tmp_path / "sub" / "0" / "metrics.json").read_text())
+
+
+def test_ddp_sim_two_processes(tmp_path, cache_dir):
+    res = cli(tmp_path, cache_dir, "trainer=ddp_sim", "trainer.max_epochs=1", "logger=csv",
+              f"hydra.run.dir={tmp_path}/ddp")
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    # two processes split the 96 sequences: 48 each, batch 16 -> 3 steps
+    assert ckpt["global_step"] == 3
+    assert "test/loss" in json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+
+
+def test_failing_job_does_not_stop_the_sweep(tmp_path, cache_dir):
+    res = cli(tmp_path, cache_dir, "-m", "model.heads=2,3", "trainer.max_epochs=1", "logger=csv",
+              "test=false", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "sweep" / "0" / "metrics.json").exists()
+    assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()
+    assert "does not divide" in (tmp_path / "sweep" / "1" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.heads=3", "model.heads=3 does not divide model.d_model=32"),
+    ("data.split=[0.98,0.02,0.0]", "the test split of 120 people has 0"),
+    ("data.max_len=500", "data.max_len=500 is longer than"),
+    ("model.tokenizer=pixels", "model.tokenizer='pixels'"),
+])
+def test_bad_config_fails_at_start_with_one_line(tmp_path, cache_dir, override, needle):
+    res = cli(tmp_path, cache_dir, override, "logger=csv")
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines == [f"seq2king: error: {lines[0][len('seq2king: error: '):]}"] and needle in lines[0], lines
