@@ -2,9 +2,7 @@
 # `make test` runs the tests. Both create and use .venv at the repo root.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-S2K    := $(VENV)/bin/seq2king
 STAMP  := $(VENV)/.installed
-DEMO   := outputs/demo
 
 .PHONY: install test demo bench clean
 
@@ -22,13 +20,11 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(S2K) simulate --samples 1000 --length 20e6 --seed 1 --out $(DEMO)/cohort
-	$(S2K) king --bfile $(DEMO)/cohort --out $(DEMO)/cohort --table
-	$(S2K) inspect $(DEMO)/cohort.king.bin --labels $(DEMO)/cohort.labels.tsv
-	@echo "outputs in $(DEMO)/: cohort.bed/.bim/.fam, cohort.labels.tsv, cohort.king.bin, cohort.king.id, cohort.kin0"
+	$(PY) train.py
 
 bench: install
 	$(PY) benchmarks/king_vs_plink2.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -147,6 +147,11 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
                 lg.log_metrics(test_metrics, step=trainer.global_step)
         metrics.update(test_metrics)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    if "test/loss" in metrics:
+        print(f"test: MSE {metrics['test/loss']:.4f} vs predict-the-mean {metrics['test/baseline_loss']:.4f} "
+              f"(skill {metrics['test/skill']:.3f}) on {len(datamodule.splits['test'])} people never seen in "
+              "training", flush=True)
+    print(f"run directory: {output_dir}", flush=True)
     return metrics
 
 
