@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps bertviz==1.4.1
 	touch $(STAMP)
 
 test: install
@@ -21,6 +22,7 @@ test: install
 
 demo: install
 	$(PY) train.py
+	$(PY) analyze.py run_dir=$$(ls -d outputs/train/runs/* | tail -n 1)
 
 bench: install
 	$(PY) benchmarks/king_vs_plink2.py

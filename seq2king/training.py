@@ -124,6 +124,11 @@ def _finish_wandb() -> None:
 def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
     datamodule, model, trainer = build(cfg)
     datamodule.write_split(output_dir / "split.json")
+    saved = output_dir / ".hydra" / "config.yaml"
+    if not saved.exists():  # called as a library, not through train.py: keep what analyze needs
+        plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(plain, saved)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if type(lg).__name__ == "WandbLogger":

@@ -1,0 +1,24 @@
+"""Analyse a trained run's attention: connectivity, baselines, plots, BERTViz, W&B.
+
+    python analyze.py run_dir=outputs/train/runs/<run>
+    python analyze.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt split=val
+    python analyze.py -m run_dir=... analysis.inversion=none,complement,negate
+    python analyze.py compare=outputs/train/multiruns/<sweep>   # one table for a sweep
+
+Writes <run_dir>/analysis/: summary.json, connectivity.csv, PNG plots,
+bertviz_head_view.html and bertviz_model_view.html, and logs them to W&B.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from seq2king.analysis.cli import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="analyze.yaml")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
