@@ -227,6 +227,10 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     summary = {
         "split": s.split, "n_individuals": int(len(people)), "run_dir": str(run_dir), "checkpoint": str(ckpt),
         "tokenizer": net.cfg.tokenizer,
+        "head": net.cfg.head,
+        "head_note": ("attention head: the last layer's attention logits are, by construction, the model's "
+                      "predicted kinship; earlier layers are free" if net.cfg.head == "attention" else
+                      "the prediction head reads embeddings; attention is not tied to kinship by construction"),
         "note": ("index tokenizer: people outside the training split have untrained embeddings, so only a "
                  "transductive analysis (split=train) is meaningful for this model" if transductive else
                  "kinship tokenizer: analysed people are embedded from their KING to the training panel only"),

@@ -7,8 +7,17 @@ paper's). Pre-LN encoder layers; no positional encoding by default, because a se
 of people has no order (the ``paper`` preset keeps sinusoidal positions). Heads
 predict the (scaled) kinship of every pair of tokens:
 
+- ``attention`` (default): read from the last layer's own attention logits (below);
 - ``pairwise``: symmetric, order-invariant, ``pred_ij = <W h_i, W h_j> / sqrt(d) + b``;
-- ``positional``: the paper's ``Linear(d_model -> max_len)``, ``pred_ij = out[i, j]``.
+- ``positional``: the paper's ``Linear(d_model -> max_len)``, ``pred_ij = out[i, j]``;
+- ``attention``: the last layer's attention logits, symmetrised and averaged over
+  heads, ``pred_ij = a * (s_ij + s_ji) / 2 + b`` with a fixed small ``a``
+  (``readout_temperature``, 0.1): the kinship the model predicts IS what its last
+  attention ranks people by, and to predict kinship in standard units the logits
+  must span several units, so attention concentrates on the most related people.
+  Symmetric and order-invariant. (With the embedding ``pairwise`` head nothing
+  ties attention to relatedness: on the default cohort its best test intra share
+  was 0.42 against 0.59 for entropy-matched softmax-KING.)
 
 Two attention paths: training uses ``F.scaled_dot_product_attention`` (flash /
 memory-efficient kernels where available); analysis asks for ``need_weights`` and
@@ -28,7 +37,7 @@ import torch.nn.functional as F
 from seq2king.errors import InputError
 
 TOKENIZERS = ("kinship", "index")
-HEADS = ("pairwise", "positional")
+HEADS = ("pairwise", "positional", "attention")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
@@ -45,9 +54,10 @@ class Seq2KingConfig:
     activation: str = "gelu"
     positional: bool = False  # sinusoidal positions on the input (paper)
     max_len: int = 128
-    head: str = "pairwise"
+    head: str = "attention"
     decoder_depth: int = 0  # decoder layers after the encoder (paper: 2)
     pair_dim: int = 64
+    readout_temperature: float = 0.1  # attention head: fixed output scale (0 = learned); small = sharp attention
 
     def validate(self) -> None:
         if self.tokenizer not in TOKENIZERS:
@@ -169,6 +179,14 @@ class Seq2King(nn.Module):
         if cfg.head == "pairwise":
             self.pair = nn.Linear(cfg.d_model, cfg.pair_dim)
             self.pair_bias = nn.Parameter(torch.zeros(()))
+        elif cfg.head == "attention":
+            # With a fixed small scale the logits must be large to predict kinship,
+            # so attention concentrates on the most related people.
+            if cfg.readout_temperature > 0:
+                self.register_buffer("pair_scale", torch.tensor(float(cfg.readout_temperature)))
+            else:
+                self.pair_scale = nn.Parameter(torch.ones(()))
+            self.pair_bias = nn.Parameter(torch.zeros(()))
         else:
             self.out = nn.Linear(cfg.d_model, cfg.max_len)
         self.apply(self._init)
@@ -195,13 +213,21 @@ class Seq2King(nn.Module):
         mask = batch["mask"]
         x = self.embed(batch)
         weights, scores = [], []
-        for block in self.encoder:
-            x, w, s = block(x, mask, need_weights=need_weights)
+        last = len(self.encoder) + len(self.decoder) - 1
+        for i, block in enumerate(self.encoder):
+            # the attention head needs the last layer's logits even in training
+            explicit = need_weights or (self.cfg.head == "attention" and i == last)
+            if i == last:
+                query_input = block.ln1(x)  # what the last attention's queries and keys see
+            x, w, s = block(x, mask, need_weights=explicit)
             weights.append(w)
             scores.append(s)
         memory = x
-        for block in self.decoder:
-            x, w, s = block(x, mask, memory=memory, need_weights=need_weights)
+        for i, block in enumerate(self.decoder, start=len(self.encoder)):
+            explicit = need_weights or (self.cfg.head == "attention" and i == last)
+            if i == last:
+                query_input = block.ln1(x)
+            x, w, s = block(x, mask, memory=memory, need_weights=explicit)
             weights.append(w)
             scores.append(s)
         h = self.ln_f(x)
@@ -209,12 +235,18 @@ class Seq2King(nn.Module):
         if self.cfg.head == "pairwise":
             z = self.pair(h)
             pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
+        elif self.cfg.head == "attention":
+            logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0).mean(1)  # (B, n, n)
+            pred = self.pair_scale * (logits + logits.transpose(1, 2)) / 2 + self.pair_bias
         else:
             if n > self.cfg.max_len:
                 raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
             pred = self.out(h)[:, :, :n]
         if need_weights:
-            return pred, {"weights": weights, "scores": scores, "embeddings": h}
+            # Embeddings: the final representation the prediction is made from (for the
+            # attention head, the normalised input of the last attention).
+            emb = query_input if self.cfg.head == "attention" else h
+            return pred, {"weights": weights, "scores": scores, "embeddings": emb}
         return pred
 
     def config_dict(self) -> dict:
