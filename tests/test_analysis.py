@@ -113,6 +113,7 @@ def test_analyze_writes_the_contract(trained_run):
     assert {"knn5_accuracy", "ari"} <= set(s["embedding"])
     rows = (out / "connectivity.csv").read_text().splitlines()
     assert rows[0] == "layer,head,scheme,group,intra_share,chance,lift,p_value"
+    assert all(r.split(",")[-1] != "" for r in rows[1:])  # a p-value for every group and the mean
     # 2 layers x (2 heads + mean) x 3 schemes x (4 groups + mean)
     assert len(rows) - 1 == 2 * 3 * 3 * 5
     for name in ("attention_heatmap.png", "connectivity_by_layer.png", "embeddings_pca.png",
@@ -122,6 +123,15 @@ def test_analyze_writes_the_contract(trained_run):
     # logged to the training run's W&B run (same id, resumed)
     run_id = (trained_run / "wandb_id.txt").read_text().strip()
     assert list((out / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_inversion_sweep_keeps_each_setting(trained_run):
+    res = analyze_cli("-m", f"run_dir={trained_run}", "analysis.inversion=none,negate", "analysis.permutations=50",
+                      "wandb=false", "hydra.sweep.dir=" + str(trained_run / "hs"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    for inv in ("none", "negate"):
+        s = json.loads((trained_run / f"analysis_{inv}" / "summary.json").read_text())
+        assert s["headline"]["scheme"] == inv
 
 
 def test_analysis_is_deterministic(trained_run, tmp_path):

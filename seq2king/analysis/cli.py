@@ -37,7 +37,7 @@ def run(cfg: DictConfig) -> dict | None:
         print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
         raise SystemExit(2)
     print(headline_line(summary), flush=True)
-    print(f"analysis in {summary['run_dir']}/analysis", flush=True)
+    print(f"analysis in {summary['analysis_dir']}", flush=True)
     return summary
 
 

@@ -89,8 +89,10 @@ def masses(a: torch.Tensor, labels: torch.Tensor, n_groups: int) -> Masses:
 
 
 def permutation_lifts(seqs: list[tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor, n_groups: int,
-                      n_perm: int, seed: int, chunk: int = 64) -> np.ndarray:
+                      n_perm: int, seed: int, chunk: int = 64, per_group: bool = False):
     """Macro lift of every matrix under ``n_perm`` label shuffles: ``(n_perm, m)``.
+
+    With ``per_group`` also each group's lift: ``(n_perm, m, g)`` as a second value.
 
     ``seqs`` holds ``(a (m, n, n), members (n,) positions into labels)``. The same
     shuffle of all people is applied to every sequence, as one permutation of
@@ -98,7 +100,7 @@ def permutation_lifts(seqs: list[tuple[torch.Tensor, torch.Tensor]], labels: tor
     """
     g = torch.Generator().manual_seed(seed)
     n_people = len(labels)
-    out = []
+    out, groups_out = [], []
     prepared = [(off_diagonal(a.float()), members) for a, members in seqs]
     for start in range(0, n_perm, chunk):
         p = min(chunk, n_perm - start)
@@ -119,13 +121,17 @@ def permutation_lifts(seqs: list[tuple[torch.Tensor, torch.Tensor]], labels: tor
             cden += size
         share = intra / torch.where(total > 0, total, torch.nan)
         chance = cnum / torch.where(cden > 0, cden, torch.nan)
-        out.append(torch.nanmean(share / chance[:, None, :], dim=2).numpy())
+        lift = share / chance[:, None, :]
+        out.append(torch.nanmean(lift, dim=2).numpy())
+        groups_out.append(lift.numpy())
+    if per_group:
+        return np.concatenate(out, axis=0), np.concatenate(groups_out, axis=0)
     return np.concatenate(out, axis=0)
 
 
 def p_values(observed: np.ndarray, permuted: np.ndarray) -> np.ndarray:
-    """One-sided permutation p-value per matrix: (1 + #{perm >= obs}) / (1 + n_perm)."""
-    return (1 + (permuted >= observed[None, :] - 1e-12).sum(0)) / (1 + len(permuted))
+    """One-sided permutation p-values: (1 + #{perm >= obs}) / (1 + n_perm), per entry of ``observed``."""
+    return (1 + (permuted >= observed[None] - 1e-12).sum(0)) / (1 + len(permuted))
 
 
 def row_entropy(a: torch.Tensor) -> torch.Tensor:

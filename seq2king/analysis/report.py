@@ -164,11 +164,11 @@ def choose(val: Masses, idx: list, allowed: tuple) -> int:
 
 
 def perm_test(ex: Extracted, label_ids: np.ndarray, n_groups: int, n_perm: int, seed: int,
-              people: np.ndarray) -> np.ndarray:
+              people: np.ndarray, per_group: bool = False):
     pos = {int(p): i for i, p in enumerate(people)}
     labels = torch.from_numpy(label_ids[people])
     seqs = [(a, torch.tensor([pos[int(p)] for p in seq])) for seq, a in zip(ex.seqs, ex.stacks)]
-    return permutation_lifts(seqs, labels, n_groups, n_perm, seed)
+    return permutation_lifts(seqs, labels, n_groups, n_perm, seed, per_group=per_group)
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -214,8 +214,10 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     torch.manual_seed(s.seed)
     cfg, dm, module, run_dir, ckpt = load_run(run_dir, ckpt_path, s.device)
     net = module.net
-    out = run_dir / "analysis"
+    # A sweep over analysis.inversion keeps one directory per setting.
+    out = run_dir / ("analysis" if s.inversion == "all" else f"analysis_{s.inversion}")
     out.mkdir(parents=True, exist_ok=True)
+    summary_dir = out
     cohort = dm.cohort
     people = np.sort(dm.splits[s.split])
     max_seq = s.max_sequence
@@ -226,6 +228,7 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     idx = index_of(n_layers, net.cfg.heads)
     summary = {
         "split": s.split, "n_individuals": int(len(people)), "run_dir": str(run_dir), "checkpoint": str(ckpt),
+        "analysis_dir": str(summary_dir), "inversion_allowed": s.inversion,
         "tokenizer": net.cfg.tokenizer,
         "head": net.cfg.head,
         "head_note": ("attention head: the last layer's attention logits are, by construction, the model's "
@@ -255,8 +258,9 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     pick = choose(val_m, idx, allowed)
     pick_none = choose(val_m, idx, ("none",))
     m = table(ex, label_ids, G)
-    perm = perm_test(ex, label_ids, G, s.permutations, s.seed, people)
+    perm, perm_groups = perm_test(ex, label_ids, G, s.permutations, s.seed, people, per_group=True)
     p_macro = p_values(m.macro_lift(), perm)
+    p_group = p_values(m.shares() / m.chance()[None, :], perm_groups)  # (m, g)
 
     # -- baselines on the same sequences ---------------------------------------------
     from seq2king.model.transformer import Seq2King
@@ -287,7 +291,8 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         "chosen_on": "val", "why": f"highest mean lift over groups on {len(val_people)} validation people "
                                    f"among schemes {list(allowed)}, then measured on {s.split} people",
         "per_group": {g: {"intra_share": float(m.shares()[pick, i]), "chance": float(m.chance()[i]),
-                          "lift": float(m.shares()[pick, i] / m.chance()[i])} for i, g in enumerate(groups)},
+                          "lift": float(m.shares()[pick, i] / m.chance()[i]),
+                          "p_value": float(p_group[pick, i])} for i, g in enumerate(groups)},
     }
     sn, ln, hn = idx[pick_none]
     summary["headline_no_inversion"] = {
@@ -311,7 +316,7 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     summary["embedding_baselines"] = {"king_rows": embedding_scores(sub, y, G, s.seed),
                                       "king_pca10": embedding_scores(king_pca(sub), y, G, s.seed)}
     summary["paper_table"] = _paper_table(m, idx, groups, n_layers)
-    _write_connectivity(out / "connectivity.csv", m, idx, groups, perm)
+    _write_connectivity(out / "connectivity.csv", m, idx, groups, p_macro, p_group)
     _plots(out, ex, pick, idx, m, un_m, king_m, label_ids, groups, emb, y, n_layers, net.cfg.heads)
     _bertviz(out, net, dm, people, label_ids, groups, cohort, s)
     _write_json(out / "summary.json", summary)
@@ -346,18 +351,17 @@ def _paper_table(m: Masses, idx, groups, n_layers) -> dict:
     return out
 
 
-def _write_connectivity(path: Path, m: Masses, idx, groups, perm) -> None:
+def _write_connectivity(path: Path, m: Masses, idx, groups, p_macro, p_group) -> None:
     from seq2king.fileio import atomic_files
 
     shares, chance = m.shares(), m.chance()
-    p_macro = p_values(m.macro_lift(), perm)
     with atomic_files(path) as (tmp,), open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["layer", "head", "scheme", "group", "intra_share", "chance", "lift", "p_value"])
         for i, (scheme, layer, head) in enumerate(idx):
             for k, g in enumerate(groups):
                 w.writerow([layer, head, scheme, g, f"{shares[i, k]:.6f}", f"{chance[k]:.6f}",
-                            f"{shares[i, k] / chance[k]:.6f}", ""])
+                            f"{shares[i, k] / chance[k]:.6f}", f"{p_group[i, k]:.6g}"])
             w.writerow([layer, head, scheme, "mean", f"{m.macro_share()[i]:.6f}", f"{m.macro_chance():.6f}",
                         f"{m.macro_lift()[i]:.6f}", f"{p_macro[i]:.6g}"])
 
