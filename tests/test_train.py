@@ -237,3 +237,9 @@ def test_bad_config_fails_at_start_with_one_line(tmp_path, cache_dir, override, 
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines == [f"seq2king: error: {lines[0][len('seq2king: error: '):]}"] and needle in lines[0], lines
+
+
+def test_slurm_launcher_config_composes(tmp_path, cache_dir):
+    cfg = make_cfg(tmp_path, cache_dir, "hydra/launcher=slurm", "trainer=ddp")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 4
