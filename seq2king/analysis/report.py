@@ -228,7 +228,7 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     idx = index_of(n_layers, net.cfg.heads)
     summary = {
         "split": s.split, "n_individuals": int(len(people)), "run_dir": str(run_dir), "checkpoint": str(ckpt),
-        "analysis_dir": str(summary_dir), "inversion_allowed": s.inversion,
+        "analysis_dir": str(summary_dir), "inversion_allowed": s.inversion, "permutations": s.permutations,
         "tokenizer": net.cfg.tokenizer,
         "head": net.cfg.head,
         "head_note": ("attention head: the last layer's attention logits are, by construction, the model's "
@@ -329,8 +329,9 @@ def headline_line(summary: dict) -> str:
     if "headline" not in summary:
         return f"no labels: {summary['n_individuals']} people analysed, no connectivity figures"
     h, b = summary["headline"], summary["baselines"]
-    p = h["p_value"]
-    ptxt = f"p < {1 / (1 + 1000):.3f}".replace("0.001", "0.001") if p <= 1 / 1000 else f"p = {p:.3g}"
+    p, n_perm = h["p_value"], summary["permutations"]
+    # the smallest p a permutation test can give is 1 / (n + 1): say "below 1/n" then
+    ptxt = f"p < {1 / n_perm:.2g}" if p * (n_perm + 1) <= 1 + 1e-9 else f"p = {p:.3g}"
     head = "head mean" if h["head"] == "mean" else f"head {h['head']}"
     return (f"layer {h['layer']} {head} ({h['scheme']}): intra share {h['intra_share']:.2f} on "
             f"{summary['n_individuals']} {summary['split']} individuals, chance {summary['chance']:.2f}, "
