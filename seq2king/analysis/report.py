@@ -17,7 +17,7 @@ import csv
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class AnalysisSettings:
     n_clusters: int = 4  # k-means k when there are no labels
     seed: int = 0
     device: str = "cpu"
-    schemes: tuple = field(default=SCHEMES)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -113,7 +112,6 @@ class Extracted:
     seqs: list[np.ndarray]  # cohort positions per sequence
     stacks: list[torch.Tensor]  # per sequence (m, n, n): schemes x layers x (heads + mean)
     embeddings: dict[int, np.ndarray]  # cohort position -> mean final embedding
-    entropy: list[float] = field(default_factory=list)
 
 
 def index_of(n_layers: int, n_heads: int, schemes=SCHEMES) -> list[tuple[str, int, str]]:

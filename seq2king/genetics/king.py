@@ -86,6 +86,12 @@ def _kinship(num: np.ndarray, smaller_het: np.ndarray) -> np.ndarray:
         return 0.5 - num.astype(np.float64) / (4 * smaller_het).astype(np.float64)
 
 
+def _decode_packed(prod: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A + c*H) . Mi`` -> (HMi, missing-weighted g^2 = HMi + 4*AMi), exact while AMi < c."""
+    hmi = torch.div(prod, _C, rounding_mode="floor")
+    return hmi, 4 * prod - (4 * _C - 1) * hmi
+
+
 def _int_matmul(device: torch.device):
     """An exact int8 x int8 -> int32 product for this device."""
     if device.type in ("cpu", "cuda"):
@@ -212,9 +218,9 @@ class KingEngine:
 
             def flush():
                 pend = full_acc["pending"]
-                part = torch.div(pend, _C, rounding_mode="floor")
-                full_acc["hmi"] += part
-                full_acc["q"] += 4 * pend - (4 * _C - 1) * part
+                hmi, q = _decode_packed(pend)
+                full_acc["hmi"] += hmi
+                full_acc["q"] += q
                 pend.zero_()
                 pending_miss.zero_()
         het = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
@@ -278,13 +284,10 @@ class KingEngine:
                 if full:
                     continue
                 if packed:
-                    # (A + c*H) . Mi = AMi + c*HMi, exact while AMi < c. The missing-
-                    # weighted g^2 is HMi + 4*AMi = 4*P - (4c - 1)*HMi.
                     for key, (p, q) in (("hmi", ("w", "mi")), ("mih", ("mi", "w"))):
-                        prod = mm(p, q)
-                        part = torch.div(prod, _C, rounding_mode="floor")
-                        acc_b[key] += part
-                        acc_b["q"] += 4 * prod - (4 * _C - 1) * part
+                        hmi, qpart = _decode_packed(mm(p, q))
+                        acc_b[key] += hmi
+                        acc_b["q"] += qpart
                 else:
                     hmi, mih = mm("h", "mi"), mm("mi", "h")
                     acc_b["hmi"] += hmi

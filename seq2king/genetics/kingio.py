@@ -347,7 +347,8 @@ def _full_from_triangle(tri: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _check_values(path: Path, values: np.ndarray, allow_inf: bool = True) -> None:
+def _check_values(path: Path, values: np.ndarray) -> None:
+    """NaN is an error (two people with no usable heterozygous calls); -inf is plink2's own."""
     if np.isnan(values).any():
         # Report it as (row, column) with column < row, as the triangle files store it.
         i, j = sorted(np.argwhere(np.isnan(values))[0])[::-1]
@@ -355,9 +356,6 @@ def _check_values(path: Path, values: np.ndarray, allow_inf: bool = True) -> Non
             f"{path}: NaN kinship at row {i + 1}, column {j + 1}; a pair with no usable "
             "heterozygous calls cannot be used (remove that person or use more variants)"
         )
-    if not allow_inf and np.isinf(values).any():
-        i, j = np.argwhere(np.isinf(values))[0]
-        raise InputError(f"{path}: infinite kinship at row {i + 1}, column {j + 1}")
 
 
 def _king_id_for(path: Path) -> Path:
