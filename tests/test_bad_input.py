@@ -135,22 +135,15 @@ def good_csv(tmp_path):
     return csv_matrix(tmp_path, [[0.5, 0.1, 0.0], [0.1, 0.5, 0.0], [0.0, 0.0, 0.5]], ids=["a", "b", "c"])
 
 
-def test_labels_missing_id_column(tmp_path, good_csv):
-    (tmp_path / "l.tsv").write_text("person\tsuperpopulation\na\tAFR\nb\tEUR\nc\tEAS\n")
+@pytest.mark.parametrize("text,needle", [
+    ("person\tsuperpopulation\na\tAFR\nb\tEUR\nc\tEAS\n", "no sample ID column"),
+    ("sample\tpop\na\tAFR\nb\tEUR\nc\tEAS\n", "no label column 'superpopulation'"),
+    ("sample\tsuperpopulation\na\tAFR\nb\tEUR\nc\tEAS\nzz\tSAS\n", "'zz' is not in the genotype data"),
+])
+def test_bad_labels_file(tmp_path, good_csv, text, needle):
+    (tmp_path / "l.tsv").write_text(text)
     res = run_cli("inspect", good_csv, "--labels", tmp_path / "l.tsv")
-    assert_clean_failure(res, "l.tsv", "no sample ID column")
-
-
-def test_labels_missing_label_column(tmp_path, good_csv):
-    (tmp_path / "l.tsv").write_text("sample\tpop\na\tAFR\nb\tEUR\nc\tEAS\n")
-    res = run_cli("inspect", good_csv, "--labels", tmp_path / "l.tsv")
-    assert_clean_failure(res, "l.tsv", "no label column 'superpopulation'")
-
-
-def test_labels_with_unknown_ids(tmp_path, good_csv):
-    (tmp_path / "l.tsv").write_text("sample\tsuperpopulation\na\tAFR\nb\tEUR\nc\tEAS\nzz\tSAS\n")
-    res = run_cli("inspect", good_csv, "--labels", tmp_path / "l.tsv")
-    assert_clean_failure(res, "l.tsv", "'zz' is not in the genotype data")
+    assert_clean_failure(res, "l.tsv", needle)
 
 
 def test_labels_joined_by_id_not_row_order(tmp_path, good_csv):
