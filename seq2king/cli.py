@@ -75,16 +75,10 @@ def _add_king(sub):
 
 
 def _run_king(args) -> int:
-    import threading
-
-    t0 = time.perf_counter()
-    # Importing torch takes over a second; do it while the .bim/.fam are parsed.
-    warm = threading.Thread(target=lambda: __import__("torch"), daemon=True)
-    warm.start()
     from seq2king.genetics.genotypes import open_genotypes
 
+    t0 = time.perf_counter()
     source = open_genotypes(args.bfile, args.pfile, args.vcf)
-    warm.join()
     from seq2king.genetics.king import KingEngine
     from seq2king.genetics.kingio import write_king_bands
 

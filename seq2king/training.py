@@ -25,7 +25,7 @@ from seq2king.errors import InputError
 log = logging.getLogger(__name__)
 
 
-def _wandb_mode() -> str:
+def wandb_mode() -> str:
     """offline unless the user is logged in; WANDB_MODE wins when set."""
     mode = os.environ.get("WANDB_MODE")
     if mode:
@@ -52,7 +52,7 @@ def instantiate_loggers(cfg: DictConfig, output_dir: Path) -> list:
         if lg._target_.endswith("WandbLogger"):
             with open_dict(lg):
                 if lg.get("offline") is None:
-                    lg.offline = _wandb_mode() != "online"
+                    lg.offline = wandb_mode() != "online"
                 if lg.get("id") is None and cfg.get("ckpt_path"):
                     # Resuming: continue the same W&B run as the checkpoint's job.
                     id_file = _run_dir_of_ckpt(cfg.ckpt_path) / "wandb_id.txt"

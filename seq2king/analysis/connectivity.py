@@ -76,6 +76,11 @@ class Masses:
         return np.nanmean(self.shares() / self.chance()[None, :], axis=1)
 
 
+def _chance_mass(size: torch.Tensor, n: int) -> torch.Tensor:
+    """Own-group mass of a group of ``size`` under uniform attention over the other n - 1."""
+    return size * (size - 1) / max(n - 1, 1)
+
+
 def masses(a: torch.Tensor, labels: torch.Tensor, n_groups: int) -> Masses:
     """Masses of one sequence: ``a`` (m, n, n) attention, ``labels`` (n,) group ids."""
     a0 = off_diagonal(a.double())
@@ -84,7 +89,7 @@ def masses(a: torch.Tensor, labels: torch.Tensor, n_groups: int) -> Masses:
     total = a0.sum(-1) @ y  # (m, g)
     n = len(labels)
     size = y.sum(0)
-    chance_num = size * (size - 1) / max(n - 1, 1)
+    chance_num = _chance_mass(size, n)
     return Masses(intra.cpu().numpy(), total.cpu().numpy(), chance_num.cpu().numpy(), size.cpu().numpy())
 
 
@@ -117,7 +122,7 @@ def permutation_lifts(seqs: list[tuple[torch.Tensor, torch.Tensor]], labels: tor
             intra += (z * y[:, None]).sum(2).double()
             total += torch.einsum("mi,pig->pmg", a0.sum(-1), y).double()
             size = y.sum(1).double()
-            cnum += size * (size - 1) / max(len(members) - 1, 1)
+            cnum += _chance_mass(size, len(members))
             cden += size
         share = intra / torch.where(total > 0, total, torch.nan)
         chance = cnum / torch.where(cden > 0, cden, torch.nan)

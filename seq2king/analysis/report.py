@@ -450,7 +450,7 @@ def _bertviz(out, net, dm, people, label_ids, groups, cohort, s) -> None:
     per = max(1, s.bertviz_people // max(1, len(groups)))
     chosen = []
     for k in range(len(groups)):
-        members = people[label_ids[people] == k] if label_ids is not None else people
+        members = people[label_ids[people] == k]
         chosen.extend(rng.choice(members, min(per, len(members)), replace=False).tolist())
     chosen = np.array(sorted(chosen, key=lambda p: (label_ids[p], p)))[: max(2, s.bertviz_people)]
     batch = dm.collate([chosen])
@@ -468,12 +468,12 @@ def _log_wandb(run_dir: Path, out: Path, summary: dict) -> None:
 
     import wandb
 
-    from seq2king.training import _wandb_mode
+    from seq2king.training import wandb_mode
 
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.exists() else None
     os.environ["WANDB_DIR"] = str(out)
-    kwargs = dict(project="seq2king", dir=str(out), mode=_wandb_mode(), job_type="analysis")
+    kwargs = dict(project="seq2king", dir=str(out), mode=wandb_mode(), job_type="analysis")
     if run_id:
         kwargs.update(id=run_id, resume="allow")
     else:

@@ -146,8 +146,10 @@ class Seq2KingDataModule(pl.LightningDataModule):
                               label_column=self.label_column, cache_dir=self.cache_dir)
 
     def prepare_data(self) -> None:
-        # Simulation and KING land in the cache once, on one process.
-        self.load_cohort()
+        # Simulation and KING land in the cache once, on one process; skip the
+        # read when setup() already holds the cohort (Lightning calls this per fit/test).
+        if self.cohort is None:
+            self.load_cohort()
 
     def setup(self, stage: str | None = None) -> None:
         if self.cohort is not None:
