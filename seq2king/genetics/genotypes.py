@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from seq2king.errors import InputError
+from seq2king.errors import FileFormatError, InputError
 
 MISSING = np.int8(-127)
 
@@ -73,7 +73,7 @@ class SampleIds:
         seen: dict[str, int] = {}
         for i, x in enumerate(self.iid):
             if x in seen:
-                raise InputError(
+                raise FileFormatError(
                     f"{source}: duplicate sample ID {x!r} (rows {seen[x] + 1} and {i + 1}); "
                     "sample IDs must be unique because labels and outputs are joined by ID"
                 )
@@ -141,7 +141,7 @@ def _read_table(path: Path, what: str, min_cols: int, comment_prefix: str | None
             if not parts:
                 continue
             if len(parts) < min_cols:
-                raise InputError(
+                raise FileFormatError(
                     f"{path}: line {lineno} has {len(parts)} columns, a {what} line needs {min_cols}"
                 )
             rows.append(parts)
@@ -168,10 +168,10 @@ def _read_bim(path: Path) -> Variants:
     except pd.errors.EmptyDataError:
         return Variants(*(np.array([], dtype=str) for _ in range(3)), np.array([]), np.array([]))
     except (pd.errors.ParserError, ValueError) as e:
-        raise InputError(f"{path}: not a valid .bim file ({str(e).splitlines()[0]})") from None
+        raise FileFormatError(f"{path}: not a valid .bim file ({str(e).splitlines()[0]})") from None
     if df[["chrom", "id", "pos"]].isna().any().any():
         bad = int(df[["chrom", "id", "pos"]].isna().any(axis=1).to_numpy().argmax()) + 1
-        raise InputError(f"{path}: line {bad} has fewer than 6 columns")
+        raise FileFormatError(f"{path}: line {bad} has fewer than 6 columns")
     return Variants(
         chrom=df["chrom"].to_numpy(dtype=str),
         pos=pd.to_numeric(df["pos"], errors="coerce").fillna(0).to_numpy(np.int64),
@@ -205,17 +205,17 @@ class BedSource(GenotypeSource):
         self.variants = _read_bim(bim)
         n, m = len(self.samples), len(self.variants)
         if n == 0:
-            raise InputError(f"{fam}: no samples")
+            raise FileFormatError(f"{fam}: no samples")
         with open(self.path, "rb") as fh:
             magic = fh.read(3)
         if magic[:2] != b"\x6c\x1b":
-            raise InputError(f"{self.path}: not a PLINK .bed file (bad magic bytes)")
+            raise FileFormatError(f"{self.path}: not a PLINK .bed file (bad magic bytes)")
         if len(magic) < 3 or magic[2] != 1:
-            raise InputError(f"{self.path}: sample-major .bed files are not supported; re-save it with plink")
+            raise FileFormatError(f"{self.path}: sample-major .bed files are not supported; re-save it with plink")
         expected = 3 + ((n + 3) // 4) * m
         size = self.path.stat().st_size
         if size != expected:
-            raise InputError(
+            raise FileFormatError(
                 f"{self.path}: {size} bytes, but {n} samples in {fam.name} and {m} variants in "
                 f"{bim.name} need {expected}; the .bed is truncated or the .fam/.bim line counts do not match it"
             )
@@ -228,7 +228,7 @@ class BedSource(GenotypeSource):
             bad = np.flatnonzero(last >> (2 * (n % 4)))
             del raw
             if len(bad):
-                raise InputError(
+                raise FileFormatError(
                     f"{self.path}: variant {bad[0] + 1} has genotypes beyond the {n} samples in {fam.name}; "
                     "the .fam line count does not match the .bed"
                 )
@@ -281,13 +281,13 @@ def _read_psam(path: Path) -> SampleIds:
     if header is None:  # .fam-formatted psam
         return read_fam(path)
     if "IID" not in header:
-        raise InputError(f"{path}: header has no IID column")
+        raise FileFormatError(f"{path}: header has no IID column")
     cols = {name: i for i, name in enumerate(header)}
     rows = []
     for lineno, line in enumerate(lines, 1):
         parts = line.split()
         if len(parts) < len(header):
-            raise InputError(f"{path}: sample line {lineno} has {len(parts)} columns, header has {len(header)}")
+            raise FileFormatError(f"{path}: sample line {lineno} has {len(parts)} columns, header has {len(header)}")
         rows.append(parts)
     get = lambda c: [r[cols[c]] for r in rows] if c in cols else None  # noqa: E731
     ids = SampleIds(iid=get("IID"), fid=get("FID"), sid=get("SID"))
@@ -316,7 +316,7 @@ def _read_pvar(path: Path) -> Variants:
         df = pd.read_csv(path, sep="\t", header=None, names=header, skiprows=skip, dtype=str,
                          usecols=["CHROM", "POS", "ID", "REF", "ALT"])
     except (pd.errors.ParserError, ValueError) as e:
-        raise InputError(f"{path}: not a valid .pvar file ({str(e).splitlines()[0]})") from None
+        raise FileFormatError(f"{path}: not a valid .pvar file ({str(e).splitlines()[0]})") from None
     return Variants(
         chrom=df["CHROM"].to_numpy(dtype=str),
         pos=pd.to_numeric(df["POS"], errors="coerce").fillna(0).to_numpy(np.int64),
@@ -339,7 +339,7 @@ class PgenSource(GenotypeSource):
         self.samples = _read_psam(Path(prefix + ".psam"))
         self.variants = _read_pvar(Path(prefix + ".pvar"))
         if len(self.samples) == 0:
-            raise InputError(f"{prefix}.psam: no samples")
+            raise FileFormatError(f"{prefix}.psam: no samples")
         import pgenlib
 
         try:
@@ -347,9 +347,9 @@ class PgenSource(GenotypeSource):
             m = reader.get_variant_ct()
             reader.close()
         except Exception as e:  # pgenlib raises plain RuntimeError
-            raise InputError(f"{self.path}: cannot be read as a .pgen with {len(self.samples)} samples ({e})") from None
+            raise FileFormatError(f"{self.path}: cannot be read as a .pgen with {len(self.samples)} samples ({e})") from None
         if m != len(self.variants):
-            raise InputError(f"{self.path}: holds {m} variants but {prefix}.pvar lists {len(self.variants)}")
+            raise FileFormatError(f"{self.path}: holds {m} variants but {prefix}.pvar lists {len(self.variants)}")
 
     def _index(self, king_only: bool) -> np.ndarray:
         if king_only:
@@ -371,7 +371,7 @@ class PgenSource(GenotypeSource):
                     # REF counts, sample-major; -9 marks a missing call.
                     reader.read_list(np.ascontiguousarray(idx), out, allele_idx=0, sample_maj=1)
                 except Exception as e:
-                    raise InputError(f"{self.path}: read failed ({e}); the file is truncated or corrupt") from None
+                    raise FileFormatError(f"{self.path}: read failed ({e}); the file is truncated or corrupt") from None
                 missing = out == -9
                 np.subtract(np.int8(2), out, out=out)
                 out[missing] = MISSING
@@ -398,7 +398,7 @@ class VcfSource(GenotypeSource):
         samples = list(vcf.samples)
         vcf.close()
         if not samples:
-            raise InputError(f"{self.path}: the VCF has no samples (no genotype columns)")
+            raise FileFormatError(f"{self.path}: the VCF has no samples (no genotype columns)")
         self.samples = SampleIds(iid=samples)
         self.samples.check_unique(str(self.path))
 
@@ -408,7 +408,7 @@ class VcfSource(GenotypeSource):
         try:
             return cyvcf2.VCF(str(self.path), gts012=True, threads=self.threads, lazy=True)
         except (OSError, Exception) as e:
-            raise InputError(f"{self.path}: cannot be read as VCF/BCF ({e})") from None
+            raise FileFormatError(f"{self.path}: cannot be read as VCF/BCF ({e})") from None
 
     def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
         n = self.n_samples
@@ -441,7 +441,7 @@ class VcfSource(GenotypeSource):
         except InputError:
             raise
         except Exception as e:
-            raise InputError(f"{self.path}: read failed ({e}); the file is truncated or malformed") from None
+            raise FileFormatError(f"{self.path}: read failed ({e}); the file is truncated or malformed") from None
         finally:
             vcf.close()
         if k:

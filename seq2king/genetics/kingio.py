@@ -18,7 +18,6 @@ Readers return a :class:`KingMatrix` from any of those, from KING's own
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from typing import Iterable
 
 import numpy as np
 
-from seq2king.errors import InputError
+from seq2king.errors import FileFormatError, InputError
+from seq2king.fileio import AtomicFiles
 from seq2king.genetics.genotypes import SampleIds
 from seq2king.genetics.king import KingBand
 
@@ -123,7 +123,7 @@ def read_king_id(path: Path) -> SampleIds:
     with open(path, encoding="utf-8") as fh:
         lines = [ln.rstrip("\n").rstrip("\r") for ln in fh if ln.strip()]
     if not lines:
-        raise InputError(f"{path}: empty ID file")
+        raise FileFormatError(f"{path}: empty ID file")
     if lines[0].startswith("#"):
         header = lines[0][1:].split("\t")
         body = lines[1:]
@@ -131,11 +131,11 @@ def read_king_id(path: Path) -> SampleIds:
         header = ["FID", "IID"] if len(lines[0].split()) >= 2 else ["IID"]
         body = lines
     if "IID" not in header:
-        raise InputError(f"{path}: header {lines[0]!r} has no IID column")
+        raise FileFormatError(f"{path}: header {lines[0]!r} has no IID column")
     rows = [ln.split() for ln in body]
     for i, r in enumerate(rows):
         if len(r) != len(header):
-            raise InputError(f"{path}: line {i + 2} has {len(r)} fields, the header has {len(header)}")
+            raise FileFormatError(f"{path}: line {i + 2} has {len(r)} fields, the header has {len(header)}")
     col = {name: [r[i] for r in rows] for i, name in enumerate(header)}
     ids = SampleIds(iid=col["IID"], fid=col.get("FID"), sid=col.get("SID"))
     ids.check_unique(str(path))
@@ -164,8 +164,7 @@ class KingWriter:
         self.n = len(ids)
         self.shape, self.encoding = shape, encoding
         self.table, self.table_counts, self.matrix = table, table_counts, matrix
-        self._stack = contextlib.ExitStack()
-        self._tmp: dict[Path, Path] = {}
+        self._tmp: dict[Path, AtomicFiles] = {}
         self._square = None
         self._fh_matrix = None
         self._fh_table = None
@@ -191,10 +190,9 @@ class KingWriter:
             self._open_tmp(self.id_path)
 
     def _open_tmp(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self._tmp[path] = tmp
-        return tmp
+        files = AtomicFiles(path)
+        self._tmp[path] = files
+        return files.tmps[0]
 
     # -- table --------------------------------------------------------------------------
     def _id_fields(self, i: int) -> list[str]:
@@ -253,7 +251,7 @@ class KingWriter:
     def _finish_square(self) -> None:
         sq = self._square
         n = self.n
-        tmp = self._tmp[self.matrix_path]
+        tmp = self._tmp[self.matrix_path].tmps[0]
         with open(tmp, "w" if self.encoding == "text" else "wb") as fh:
             for i in range(n):
                 row = np.array(sq[i], dtype=np.float64)
@@ -286,16 +284,15 @@ class KingWriter:
                 self._fh_table.close()
             if self.matrix:
                 cols = self.ids.columns()
-                with open(self._tmp[self.id_path], "w") as fh:
+                with open(self._tmp[self.id_path].tmps[0], "w") as fh:
                     fh.write("#" + "\t".join(name for name, _ in cols) + "\n")
                     for row in zip(*(vals for _, vals in cols)):
                         fh.write("\t".join(row) + "\n")
         except BaseException:
             self.abort()
             raise
-        for final, tmp in self._tmp.items():
-            os.replace(tmp, final)
-            self.final_paths.append(final)
+        for files in self._tmp.values():
+            self.final_paths.extend(files.commit())
         self._tmp.clear()
         return self.final_paths
 
@@ -307,8 +304,8 @@ class KingWriter:
             del self._square
             self._square = None
             self._square_path.unlink(missing_ok=True)
-        for tmp in self._tmp.values():
-            tmp.unlink(missing_ok=True)
+        for files in self._tmp.values():
+            files.discard()
         self._tmp.clear()
 
 
@@ -352,7 +349,7 @@ def _check_values(path: Path, values: np.ndarray) -> None:
     if np.isnan(values).any():
         # Report it as (row, column) with column < row, as the triangle files store it.
         i, j = sorted(np.argwhere(np.isnan(values))[0])[::-1]
-        raise InputError(
+        raise FileFormatError(
             f"{path}: NaN kinship at row {i + 1}, column {j + 1}; a pair with no usable "
             "heterozygous calls cannot be used (remove that person or use more variants)"
         )
@@ -402,7 +399,7 @@ def _read_king_bin(path: Path) -> KingMatrix:
         n * n * 4: ("<f4", "square"),
     }
     if size not in layouts:
-        raise InputError(
+        raise FileFormatError(
             f"{path}: {size} bytes does not fit the {n} IDs in {_king_id_for(path).name} "
             f"(triangle needs {n * (n - 1) // 2 * 8} or {n * (n - 1) // 2 * 4}, "
             f"square {n * n * 8} or {n * n * 4})"
@@ -426,7 +423,7 @@ def _symmetrize_square(path: Path, values: np.ndarray) -> np.ndarray:
         values[iu] = lower
     elif not np.array_equal(upper, lower, equal_nan=True):
         k = int(np.flatnonzero(~np.isclose(upper, lower, equal_nan=True))[0])
-        raise InputError(
+        raise FileFormatError(
             f"{path}: matrix is not symmetric (row {iu[0][k] + 1}, column {iu[1][k] + 1})"
         )
     return values
@@ -440,13 +437,13 @@ def _read_king_text(path: Path) -> KingMatrix:
     try:
         vals = [np.array(r, dtype=np.float64) for r in rows]
     except ValueError as e:
-        raise InputError(f"{path}: not a numeric KING matrix ({e})") from None
+        raise FileFormatError(f"{path}: not a numeric KING matrix ({e})") from None
     if len(rows) == n and all(len(r) == n for r in rows):
         values = _symmetrize_square(path, np.vstack(vals))
     elif len(rows) == n - 1 and all(len(r) == i + 1 for i, r in enumerate(rows)):
         values = _full_from_triangle(np.concatenate(vals) if vals else np.array([]), n)
     else:
-        raise InputError(
+        raise FileFormatError(
             f"{path}: {len(rows)} rows do not form a triangle or square matrix for the {n} IDs "
             f"in {_king_id_for(path).name}"
         )
@@ -466,11 +463,11 @@ def _read_kin0(path: Path) -> KingMatrix:
         return None
     c1, c2, ck = col("IID1", "ID1"), col("IID2", "ID2"), col("KINSHIP")
     if c1 is None or c2 is None or ck is None:
-        raise InputError(f"{path}: a .kin0 table needs ID1/IID1, ID2/IID2 and KINSHIP columns, found {header}")
+        raise FileFormatError(f"{path}: a .kin0 table needs ID1/IID1, ID2/IID2 and KINSHIP columns, found {header}")
     order: dict[str, int] = {}
     for r in rows:
         if len(r) != len(header):
-            raise InputError(f"{path}: a row has {len(r)} fields, the header has {len(header)}")
+            raise FileFormatError(f"{path}: a row has {len(r)} fields, the header has {len(header)}")
         for x in (r[c2], r[c1]):
             order.setdefault(x, len(order))
     n = len(order)
@@ -483,7 +480,7 @@ def _read_kin0(path: Path) -> KingMatrix:
     if missing.any():
         i, j = np.argwhere(missing)[0]
         ids = list(order)
-        raise InputError(f"{path}: no row for the pair {ids[i]!r}, {ids[j]!r}; the table must list every pair")
+        raise FileFormatError(f"{path}: no row for the pair {ids[i]!r}, {ids[j]!r}; the table must list every pair")
     return KingMatrix(list(order), values)
 
 
@@ -491,13 +488,13 @@ def _read_npy(path: Path) -> KingMatrix:
     try:
         values = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise InputError(f"{path}: not a plain .npy array ({e})") from None
+        raise FileFormatError(f"{path}: not a plain .npy array ({e})") from None
     id_path = _king_id_for(path)
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
-        raise InputError(f"{path}: array has shape {values.shape}, a KING matrix must be square")
+        raise FileFormatError(f"{path}: array has shape {values.shape}, a KING matrix must be square")
     ids = read_king_id(id_path).iid if id_path.exists() else [str(i) for i in range(len(values))]
     if len(ids) != len(values):
-        raise InputError(f"{path}: {len(values)} rows but {len(ids)} IDs in {id_path.name}")
+        raise FileFormatError(f"{path}: {len(values)} rows but {len(ids)} IDs in {id_path.name}")
     return KingMatrix(ids, _symmetrize_square(path, values.astype(np.float64)))
 
 
@@ -509,7 +506,7 @@ def _read_delimited(path: Path) -> KingMatrix:
         rows = list(csv.reader(fh, delimiter=delim))
     rows = [r for r in rows if r]
     if not rows:
-        raise InputError(f"{path}: empty matrix file")
+        raise FileFormatError(f"{path}: empty matrix file")
     header = rows[0]
     body = rows[1:]
     # Optional first column of row IDs: a data row that starts with a non-number.
@@ -524,17 +521,17 @@ def _read_delimited(path: Path) -> KingMatrix:
     col_ids = header[1:] if has_row_ids else header
     n = len(col_ids)
     if len(body) != n:
-        raise InputError(f"{path}: {len(body)} rows but {n} IDs in the header; the matrix must be square")
+        raise FileFormatError(f"{path}: {len(body)} rows but {n} IDs in the header; the matrix must be square")
     try:
         values = np.array([[float(x) for x in (r[1:] if has_row_ids else r)] for r in body])
     except ValueError as e:
-        raise InputError(f"{path}: non-numeric value ({e})") from None
+        raise FileFormatError(f"{path}: non-numeric value ({e})") from None
     if values.shape != (n, n):
-        raise InputError(f"{path}: rows have different lengths; the matrix must be {n} x {n}")
+        raise FileFormatError(f"{path}: rows have different lengths; the matrix must be {n} x {n}")
     if has_row_ids and [r[0] for r in body] != col_ids:
-        raise InputError(f"{path}: row IDs do not match the header IDs in the same order")
+        raise FileFormatError(f"{path}: row IDs do not match the header IDs in the same order")
     _check_values(path, values)
     if not np.allclose(values, values.T, equal_nan=True):
         i, j = np.argwhere(~np.isclose(values, values.T))[0]
-        raise InputError(f"{path}: matrix is not symmetric (row {i + 1}, column {j + 1})")
+        raise FileFormatError(f"{path}: matrix is not symmetric (row {i + 1}, column {j + 1})")
     return KingMatrix(list(col_ids), values)
