@@ -2,7 +2,7 @@
 
     python train.py                                   # default cohort and model
     python train.py experiment=paper                  # the paper's setup
-    python train.py data=plink data.path=PREFIX data.labels=TSV
+    python train.py data=plink data.bfile=PREFIX data.labels=TSV [data.label_column=population]
     python train.py -m model.depth=2,4,6 model.heads=1,2,4,8   # a sweep
     python train.py -m hparams_search=optuna          # TPE search on val/loss
     python train.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt   # resume
@@ -11,10 +11,13 @@ Outputs go to the Hydra run directory: checkpoints/, .hydra/, split.json,
 metrics.json, csv/ and the W&B run (offline unless you are logged in).
 """
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from seq2king.training import run
+from seq2king.training import check_data_keys, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
@@ -23,4 +26,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_data_keys(sys.argv[1:], Path(__file__).parent / "conf")
     main()

@@ -8,7 +8,6 @@ the sweep goes on; the W&B run is always finished.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seq2king.errors import InputError
+from seq2king.fileio import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,15 @@ def build(cfg: DictConfig):
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
                                     target_mean=datamodule.target_mean)
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()
-                 if isinstance(c, DictConfig) and "_target_" in c]
     loggers = instantiate_loggers(cfg, output_dir)
+    callbacks = []
+    for c in (cfg.get("callbacks") or {}).values():
+        if not isinstance(c, DictConfig) or "_target_" not in c:
+            continue
+        if c._target_.endswith("LearningRateMonitor") and not loggers:
+            log.info("logger=none: the learning-rate monitor has nothing to log to and is left out")
+            continue
+        callbacks.append(hydra.utils.instantiate(c))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
@@ -132,7 +138,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if type(lg).__name__ == "WandbLogger":
-            (output_dir / "wandb_id.txt").write_text(lg.version or "")
+            write_text(output_dir / "wandb_id.txt", lg.version or "")
     if cfg.get("train", True):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -151,13 +157,36 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
             for lg in trainer.loggers:
                 lg.log_metrics(test_metrics, step=trainer.global_step)
         metrics.update(test_metrics)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    write_json(output_dir / "metrics.json", dict(sorted(metrics.items())))
     if "test/loss" in metrics:
         print(f"test: MSE {metrics['test/loss']:.4f} vs predict-the-mean {metrics['test/baseline_loss']:.4f} "
               f"(skill {metrics['test/skill']:.3f}) on {len(datamodule.splits['test'])} people never seen in "
               "training", flush=True)
     print(f"run directory: {output_dir}", flush=True)
     return metrics
+
+
+def check_data_keys(argv: list[str], conf_dir: Path) -> None:
+    """One clear line for a ``data.KEY=`` override that no data config has.
+
+    Hydra would stop with "Key 'KEY' is not in struct"; this names the key to use.
+    """
+    import difflib
+
+    known = set(OmegaConf.load(conf_dir / "data" / "simulated.yaml"))
+    for arg in argv:
+        key, eq, _ = arg.partition("=")
+        if not eq or not key.startswith("data.") or key.startswith(("+", "~")):
+            continue
+        top = key.split(".")[1]
+        if top not in known:
+            near = difflib.get_close_matches(top, sorted(known), n=1)
+            hint = (f"did you mean data.{near[0]}?" if near else
+                    "the data keys are " + ", ".join(sorted(k for k in known if not k.startswith("_"))))
+            print(f"seq2king: error: {arg}: no data key {top!r}; {hint} "
+                  "(data=plink data.bfile=PREFIX, data=pgen data.pfile=PREFIX, data=vcf data.vcf=FILE, "
+                  "data=king data.path=FILE)", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
 
 def _input_error(e: BaseException) -> InputError | None:

@@ -65,8 +65,8 @@ def options(group):
                                    "debug", "hparams_search", "paths", "hydra"])
 def test_every_config_composes(tmp_path, cache_dir, group):
     for opt in options(group):
-        extra = {"plink": [f"data.path={FIXTURE}"], "pgen": [f"data.path={FIXTURE}"],
-                 "vcf": [f"data.path={FIXTURE}.vcf.gz"],
+        extra = {"plink": [f"data.bfile={FIXTURE}"], "pgen": [f"data.pfile={FIXTURE}"],
+                 "vcf": [f"data.vcf={FIXTURE}.vcf.gz"],
                  "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"]}.get(opt, [])
         cfg = make_cfg(tmp_path, cache_dir, f"{group}={opt}", *extra)
         assert cfg.data._target_ and cfg.model._target_ and cfg.trainer._target_
@@ -76,8 +76,8 @@ def test_every_config_composes(tmp_path, cache_dir, group):
 def test_every_data_source_instantiates(tmp_path, cache_dir, data):
     from seq2king.training import build
 
-    extra = {"plink": [f"data.path={FIXTURE}"], "pgen": [f"data.path={FIXTURE}"],
-             "vcf": [f"data.path={FIXTURE}.vcf.gz"],
+    extra = {"plink": [f"data.bfile={FIXTURE}"], "pgen": [f"data.pfile={FIXTURE}"],
+             "vcf": [f"data.vcf={FIXTURE}.vcf.gz"],
              "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"]}.get(data, [])
     cfg = make_cfg(tmp_path, cache_dir, f"data={data}", *extra, "logger=csv")
     dm, model, trainer = build(cfg)
@@ -237,6 +237,68 @@ def test_bad_config_fails_at_start_with_one_line(tmp_path, cache_dir, override, 
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines == [f"seq2king: error: {lines[0][len('seq2king: error: '):]}"] and needle in lines[0], lines
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["data=plink", f"data.path={FIXTURE}"], f"data=plink takes data.bfile=..., not data.path; use data.bfile={FIXTURE}"),
+    (["data=pgen"], "data=pgen needs data.pfile=PREFIX"),
+    ([f"data.bfile={FIXTURE}"], "data.bfile is set but the data source is simulated; add data=plink"),
+    (["data=plink", f"data.bfiel={FIXTURE}"], "no data key 'bfiel'; did you mean data.bfile?"),
+])
+def test_data_keys_follow_plink2_flags(tmp_path, cache_dir, overrides, needle):
+    res = cli(tmp_path, cache_dir, *overrides, "logger=csv")
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("seq2king: error: ") and needle in lines[0], lines
+
+
+def test_plink2_style_keys_train(tmp_path, cache_dir):
+    from seq2king.training import build
+
+    dm, _, _ = build(make_cfg(tmp_path, cache_dir, "data=plink", f"data.bfile={FIXTURE}", "logger=csv"))
+    # 64 in the fixture, less the one with no heterozygous calls (KING -inf)
+    assert dm.cohort.genotypes == {"kind": "plink", "path": str(FIXTURE)} and len(dm.cohort.ids) == 63
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_every_logger_and_callbacks_option_starts(tmp_path, cache_dir, logger, callbacks):
+    from seq2king.training import train
+
+    cfg = make_cfg(tmp_path, cache_dir, f"logger={logger}", f"callbacks={callbacks}", "debug=fdr",
+                   "++callbacks.rich_progress_bar=null")
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_compiled_checkpoint_stores_one_copy_and_loads_uncompiled(tmp_path):
+    from seq2king.model.module import Seq2KingModule
+
+    kw = dict(tokenizer="kinship", panel_size=8, d_model=16, depth=1, heads=2, ffn_dim=16, max_len=8)
+    compiled = Seq2KingModule(compile=True, **kw)
+    keys = list(compiled.state_dict())
+    assert keys and not any("_compiled" in k or "_orig_mod" in k for k in keys)
+    path = tmp_path / "m.ckpt"
+    torch.save({"state_dict": compiled.state_dict(), "hyper_parameters": dict(compiled.hparams)}, path)
+    ckpt = torch.load(path, weights_only=True)
+    plain = Seq2KingModule(**{**ckpt["hyper_parameters"], "compile": False})
+    plain.load_state_dict(ckpt["state_dict"])  # strict: every key matches
+    for (k, a), (_, b) in zip(compiled.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_input_errors_are_value_errors(tmp_path):
+    from seq2king.errors import FileFormatError, InputError
+    from seq2king.genetics.kingio import read_king
+
+    assert issubclass(InputError, ValueError) and issubclass(FileFormatError, InputError)
+    with pytest.raises(ValueError) as missing:
+        read_king(tmp_path / "no_such.king.bin")
+    assert not isinstance(missing.value, FileFormatError)  # a bad value (path), not a bad file
+    bad = tmp_path / "m.csv"
+    bad.write_text("a,b\n0.5,0.1\n")  # two IDs, one row: not square
+    with pytest.raises(FileFormatError, match="not square|must be square"):
+        read_king(bad)
 
 
 def test_slurm_launcher_config_composes(tmp_path, cache_dir):

@@ -18,7 +18,6 @@ KING between the tokens, ``mask`` (B, n) True for real tokens.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from seq2king.errors import InputError
 log = logging.getLogger(__name__)
 
 SOURCES = ("simulated", "plink", "pgen", "vcf", "king")
+SOURCE_KEYS = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf", "king": "path"}  # the key each source reads
 SCALINGS = ("standard", "minmax")
 
 
@@ -108,7 +108,8 @@ class SequenceSet(Dataset):
 class Seq2KingDataModule(pl.LightningDataModule):
     """Builds the cohort, the split, the panel and the scaler; serves batches."""
 
-    def __init__(self, source: str = "simulated", path: str | None = None, labels: str | None = None,
+    def __init__(self, source: str = "simulated", path: str | None = None, bfile: str | None = None,
+                 pfile: str | None = None, vcf: str | None = None, labels: str | None = None,
                  label_column: str = "superpopulation", simulation: dict | None = None,
                  cache_dir: str | None = None, split: tuple = (0.7, 0.15, 0.15), split_seed: int = 0,
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
@@ -124,7 +125,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
             raise InputError(f"data.min_len={min_len}, data.max_len={max_len}: need 2 <= min_len <= max_len")
         if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1) > 1e-6:
             raise InputError(f"data.split={list(split)}: three non-negative fractions summing to 1")
-        self.source, self.path, self.labels_path = source, path, labels
+        self.source, self.labels_path = source, labels
+        self.path = self._source_path(source, path=path, bfile=bfile, pfile=pfile, vcf=vcf)
         self.label_column = label_column
         self.simulation = dict(simulation or {})
         self.cache_dir = cache_dir
@@ -135,6 +137,24 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.sequences_per_epoch = sequences_per_epoch
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cohort: Cohort | None = None
+
+    @staticmethod
+    def _source_path(source: str, **given) -> str | None:
+        """The one path key ``source`` takes (plink2's flags: bfile, pfile, vcf; path for KING)."""
+        wanted = SOURCE_KEYS.get(source)
+        extra = [k for k, v in given.items() if v not in (None, "") and k != wanted]
+        if extra:
+            k = extra[0]
+            if wanted is None:
+                right = next(s for s, key in SOURCE_KEYS.items() if key == k)
+                raise InputError(f"data.{k} is set but the data source is {source}; add data={right} "
+                                 f"(e.g. python train.py data={right} data.{k}=...)")
+            raise InputError(f"data={source} takes data.{wanted}=..., not data.{k}; "
+                             f"use data.{wanted}={given[k]}")
+        if wanted and not given.get(wanted):
+            form = "FILE" if wanted in ("vcf", "path") else "PREFIX"
+            raise InputError(f"data={source} needs data.{wanted}={form}")
+        return given.get(wanted) if wanted else None
 
     # -- building ---------------------------------------------------------------------
     def load_cohort(self) -> Cohort:
@@ -213,10 +233,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
         return out
 
     def write_split(self, path: Path) -> None:
-        from seq2king.fileio import atomic_files
+        from seq2king.fileio import write_json
 
-        with atomic_files(path) as (tmp,):
-            tmp.write_text(json.dumps(self.split_summary(), indent=1))
+        write_json(path, self.split_summary())
 
     # -- batches ----------------------------------------------------------------------
     def collate(self, seqs: list[np.ndarray]) -> dict:

@@ -40,7 +40,10 @@ class Seq2KingModule(pl.LightningModule):
                           **(optimizer or {})}
         self.sched_cfg = {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.05, **(scheduler or {})}
         self.target_mean = target_mean
-        self._compiled = torch.compile(self.net) if compile else None
+        # Not a registered submodule: the compiled wrapper shares self.net's weights, and
+        # registering it would store every weight twice (``_compiled._orig_mod.*``) in the
+        # checkpoint, which then would not load into an uncompiled model.
+        object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
 
     def forward(self, batch, need_weights: bool = False):
         if self._compiled is not None and not need_weights:
