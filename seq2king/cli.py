@@ -20,7 +20,7 @@ def _add_simulate(sub):
         "plus PREFIX.labels.tsv (sample, population, superpopulation).",
     )
     p.add_argument("--model", default="AmericanAdmixture_4B18",
-                   help="stdpopsim HomSap model id, a demes .yaml file, or FiveContinents (default: %(default)s)")
+                   help="stdpopsim HomSap model id, a demes .yaml file, FiveContinents or FiveContinentsSubpopulations (default: %(default)s)")
     p.add_argument("--samples", type=int, default=1000, help="number of people (default: %(default)s)")
     p.add_argument("--length", type=float, default=20e6, help="base pairs to simulate (default: %(default).0f)")
     p.add_argument("--seed", type=int, default=1, help="random seed; same seed, same bytes (default: %(default)s)")

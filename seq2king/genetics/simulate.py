@@ -2,7 +2,8 @@
 
 A model is a stdpopsim ``HomSap`` demographic model id (default
 ``AmericanAdmixture_4B18``: AFR, EUR, ASIA, ADMIX), a ``demes`` YAML file, or
-``FiveContinents`` (the shipped :file:`seq2king/genetics/demes/five_continents.yaml`).
+``FiveContinents`` (the shipped :file:`seq2king/genetics/demes/five_continents.yaml`) or
+``FiveContinentsSubpopulations`` (nine populations in five continents, with superpopulation labels).
 No genetic map is downloaded: recombination is flat at the species' mean rate
 (or the demes file's ``metadata.recombination_rate``), and mutations use the
 model's own rate.
@@ -28,6 +29,8 @@ from seq2king.errors import InputError
 
 DEFAULT_MODEL = "AmericanAdmixture_4B18"
 FIVE_CONTINENTS = "FiveContinents"
+SHIPPED = {FIVE_CONTINENTS: "five_continents.yaml",  # the demes models that ship with seq2king
+           "FiveContinentsSubpopulations": "five_continents_subpopulations.yaml"}
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ModelSpec:
     proportions: list[float]
     mutation_rate: float
     recombination_rate: float
+    superpopulations: dict | None = None  # population -> superpopulation (labels file); None: the same
 
 
 def load_model(model: str, mutation_rate: float | None = None,
@@ -47,8 +51,8 @@ def load_model(model: str, mutation_rate: float | None = None,
     """Resolve ``model`` (stdpopsim id, demes YAML path or ``FiveContinents``)."""
     import msprime
 
-    if model == FIVE_CONTINENTS:
-        model = str(resources.files("seq2king.genetics.demes") / "five_continents.yaml")
+    if model in SHIPPED:
+        model = str(resources.files("seq2king.genetics.demes") / SHIPPED[model])
     if model.endswith((".yaml", ".yml")) or os.path.sep in model:
         import demes
 
@@ -74,8 +78,9 @@ def load_model(model: str, mutation_rate: float | None = None,
         if mu is None:
             raise InputError(f"{path}: no metadata.mutation_rate in the file; pass --mutation-rate")
         rho = recombination_rate or meta.get("recombination_rate", 1.25e-8)
+        supers = meta.get("superpopulations")
         return ModelSpec(graph.description.split("\n")[0][:60] or path.stem, demography, pops,
-                         weights, float(mu), float(rho))
+                         weights, float(mu), float(rho), dict(supers) if supers else None)
 
     import stdpopsim
 
@@ -229,6 +234,6 @@ def simulate(
         with open(lab, "w") as fh:
             fh.write("sample\tpopulation\tsuperpopulation\n")
             for iid, p in zip(iids, pop_of):
-                fh.write(f"{iid}\t{p}\t{p}\n")
+                fh.write(f"{iid}\t{p}\t{(spec.superpopulations or {}).get(p, p)}\n")
     return {"model": spec.name, "samples": dict(sample_dict), "variants": int(len(pos)),
             "length": int(length), "files": paths}
