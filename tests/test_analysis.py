@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from seq2king.analysis.connectivity import (apply_scheme, masses, match_temperature, p_values,
-                                            permutation_lifts, row_entropy, softmax_king, top1_share)
+from seq2king.analysis.connectivity import (apply_scheme, masses, match_temperature, p_values, permuted_lifts,
+                                            row_entropy, softmax_king, top1_share)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,25 +42,175 @@ def test_uniform_attention_scores_chance_and_blocks_score_one():
     assert mb.macro_lift()[0] == pytest.approx(np.mean([1 / (2 / 8), 1 / (1 / 8), 1 / (3 / 8)]))
 
 
+def _score(a, labels, n_groups, perms=None):
+    from seq2king.analysis.attention import Extracted
+    from seq2king.analysis.methods import score_matrices
+
+    n = a.shape[-1]
+    ex = Extracted([np.arange(n)], [a], [("none", 1, str(i)) for i in range(a.shape[0])])
+    return score_matrices(ex, np.arange(n), np.asarray(labels), n_groups, perms)
+
+
 def test_p_values_tiny_for_planted_structure_and_uniformish_under_shuffles():
     rng = np.random.default_rng(0)
     n, groups = 60, 3
-    labels = torch.from_numpy(np.repeat(np.arange(groups), n // groups))
-    planted = torch.from_numpy(rng.random((n, n))) + 2.0 * (labels[:, None] == labels[None, :])
+    labels = np.repeat(np.arange(groups), n // groups)
+    lab_t = torch.from_numpy(labels)
+    planted = torch.from_numpy(rng.random((n, n))) + 2.0 * (lab_t[:, None] == lab_t[None, :])
     planted = (planted / planted.sum(-1, keepdim=True))[None]
-    obs = masses(planted, labels, groups).macro_lift()
-    perm = permutation_lifts([(planted, torch.arange(n))], labels, groups, 500, seed=1)
-    assert p_values(obs, perm)[0] == pytest.approx(1 / 501)
+    perms = np.stack([rng.permutation(n) for _ in range(500)])
+    assert _score(planted, labels, groups, perms).p_macro[0] == pytest.approx(1 / 501)
     ps = []
     for k in range(40):  # no structure: attention unrelated to labels
         a = torch.from_numpy(rng.random((1, n, n)))
         a = a / a.sum(-1, keepdim=True)
-        lab = torch.from_numpy(rng.permutation(labels.numpy()))
-        perm = permutation_lifts([(a, torch.arange(n))], lab, groups, 200, seed=k)
-        ps.append(p_values(masses(a, lab, groups).macro_lift(), perm)[0])
+        lab = rng.permutation(labels)
+        perms = np.stack([rng.permutation(n) for _ in range(200)])
+        ps.append(_score(a, lab, groups, perms).p_macro[0])
     ps = np.array(ps)
     assert 0.35 < ps.mean() < 0.65, ps
     assert (ps < 0.05).mean() < 0.2, ps
+
+
+def test_identity_permutation_reproduces_the_observed_statistic_exactly():
+    rng = np.random.default_rng(1)
+    n, groups = 40, 4
+    labels = rng.integers(0, groups, n)
+    a = torch.from_numpy(rng.random((5, n, n)))
+    a = a / a.sum(-1, keepdim=True)
+    # the identity among other shuffles, in one chunk, through the permutation code path
+    perms = np.stack([np.arange(n)] + [rng.permutation(n) for _ in range(30)])
+    seqs = [(a, np.arange(n))]
+    lifts = permuted_lifts(seqs, labels[perms], groups, n)
+    obs = _score(a, labels, groups)
+    assert np.array_equal(lifts[0], obs.lifts)
+    assert np.array_equal(np.nanmean(lifts[0], -1), obs.macro_lift)
+
+
+def test_exact_ties_count_on_a_tiny_case():
+    """Two groups of 3 with attention uniform inside each group: the 72 of 720 orderings
+    that keep the grouping (3! x 3! x 2 label swaps) tie with the observed lift."""
+    import itertools
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    block = torch.from_numpy((labels[:, None] == labels[None, :]).astype(float))
+    block.fill_diagonal_(0)
+    a = (block / block.sum(-1, keepdim=True))[None]
+    every = np.array(list(itertools.permutations(range(6))))
+    p_exact = _score(a, labels, 2, every).p_macro[0]
+    assert p_exact == pytest.approx((1 + 72) / (1 + 720), abs=1e-12)
+    rng = np.random.default_rng(0)
+    p_mc = _score(a, labels, 2, np.stack([rng.permutation(6) for _ in range(2000)])).p_macro[0]
+    assert abs(p_mc - 0.1) < 0.02  # float32 sums once dropped these ties: p = 0.0005
+    # p_values itself: a value equal up to rounding is a tie
+    assert p_values(np.array([1.0]), np.array([[1.0 - 1e-13], [0.5]]))[0] == pytest.approx(2 / 3)
+
+
+def test_bootstrap_interval_covers_a_planted_difference():
+    from seq2king.analysis.stats import mean_of, paired_bootstrap
+
+    rng = np.random.default_rng(2)
+    n = 400
+    base = rng.random(n) < 0.6
+    better = base | (rng.random(n) < 0.25)  # planted: about +0.1 on the same people
+    true = better.mean() - base.mean()
+    c = paired_bootstrap(mean_of(better), mean_of(base), n, "knn5_accuracy", n_boot=2000, seed=0)
+    assert c.difference == pytest.approx(true)
+    assert c.ci95[0] < true < c.ci95[1]
+    assert c.ci95[0] > 0 and c.p_value < 0.01  # excludes 0
+    same = rng.random(n) < 0.6
+    other = rng.random(n) < 0.6  # no planted difference
+    c0 = paired_bootstrap(mean_of(same), mean_of(other), n, "knn5_accuracy", n_boot=2000, seed=1)
+    assert c0.ci95[0] < 0 < c0.ci95[1] or abs(c0.difference) > 0.05
+    assert c0.p_value > 0.01 or c0.difference > 0.05
+
+
+def test_bootstrap_of_intra_share_reproduces_the_observed_share():
+    rng = np.random.default_rng(4)
+    n = 30
+    labels = rng.integers(0, 3, n)
+    a = torch.from_numpy(rng.random((2, n, n)))
+    a = a / a.sum(-1, keepdim=True)
+    sc = _score(a, labels, 3)
+    stat = sc.share_stat(1)
+    assert stat(np.ones((1, n)))[0] == pytest.approx(sc.macro_share[1], rel=1e-12)
+    w = np.zeros((1, n))
+    w[0, :10] = 3  # weights are multiplicities: tripling everyone in a subset = that subset
+    sub = _score(a[:, :, :], labels, 3)
+    keep = np.zeros(n)
+    keep[:10] = 1
+    assert stat(w)[0] == pytest.approx(sub.share_stat(1)(keep[None])[0], rel=1e-12)
+
+
+def test_bh_equals_scipy():
+    from scipy.stats import false_discovery_control
+
+    from seq2king.analysis.stats import bh
+
+    p = np.random.default_rng(5).random((4, 6)) ** 3
+    assert np.allclose(bh(p), false_discovery_control(p.ravel()).reshape(4, 6))
+    p[0, 0] = np.nan
+    adj = bh(p)
+    assert np.isnan(adj[0, 0]) and np.allclose(adj.ravel()[1:], false_discovery_control(p.ravel()[1:]))
+
+
+def test_knn_and_ari_match_scikit_learn():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.model_selection import cross_val_predict, LeaveOneOut
+    from sklearn.preprocessing import StandardScaler
+
+    from seq2king.analysis.stats import embedding_scores
+
+    rng = np.random.default_rng(6)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(size=(120, 4)) + 1.5 * np.eye(3, 4)[y]
+    scores, hits = embedding_scores(x, y)
+    pred = cross_val_predict(KNeighborsClassifier(5), StandardScaler().fit_transform(x), y, cv=LeaveOneOut())
+    # ties between 5 neighbours' votes may break differently; nearly all agree
+    assert abs(scores["knn5_accuracy"] - (pred == y).mean()) < 0.02
+    assert scores["knn5_accuracy"] == pytest.approx(hits.mean())
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    km = KMeans(3, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(x))
+    assert scores["ari"] == pytest.approx(adjusted_rand_score(y, km))
+    far, _ = embedding_scores(rng.normal(size=(120, 4)) + 6 * np.eye(3, 4)[y], y)
+    assert far["knn5_accuracy"] == 1.0 and far["ari"] == 1.0
+
+
+def test_genotype_pca_equals_scikit_learn_pca(tmp_path):
+    from sklearn.decomposition import PCA
+
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.pca import genotype_pca
+    from conftest import FIXTURE
+
+    src = BedSource(FIXTURE)
+    g = src.read_all(king_only=True).astype(float)
+    n = g.shape[0]
+    fit, proj = np.arange(0, n, 2), np.arange(1, n, 2)
+    res = genotype_pca(src, fit, proj, n_components=5, block_size=997, dtype=np.float64)
+    # the same by hand: standardise with the fit people's frequencies, missing -> 0
+    gf = np.where(g[fit] == -127, np.nan, g[fit])
+    p = np.nanmean(gf, 0) / 2
+    keep = (p > 0) & (p < 1)
+    def std(x):
+        x = np.where(x == -127, np.nan, x)[:, keep]
+        z = (x - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep]))
+        return np.nan_to_num(z)
+    pca = PCA(5, svd_solver="full").fit(std(g[fit]))
+    ref = pca.transform(std(g[proj])) / np.sqrt(keep.sum())
+    assert res.n_variants == keep.sum()
+    for k in range(5):  # equal up to the sign of each axis
+        sign = np.sign(ref[:, k] @ res.scores[:, k])
+        assert np.allclose(res.scores[:, k], sign * ref[:, k], atol=1e-9)
+    # the default float32 products give the same kernels to float32 precision
+    from seq2king.genetics.pca import standardised_kernels
+
+    k64 = standardised_kernels(src, fit, proj, 997, np.float64)
+    k32 = standardised_kernels(src, fit, proj, 997)
+    assert np.allclose(k32[0], k64[0], rtol=0, atol=1e-5 * np.abs(k64[0]).max())
+    assert np.allclose(k32[1], k64[1], rtol=0, atol=1e-5 * np.abs(k64[0]).max())
 
 
 def test_entropy_matched_temperature_and_top1():
@@ -112,14 +262,36 @@ def test_analyze_writes_the_contract(trained_run):
     assert {"untrained", "softmax_king"} <= set(s["baselines"])
     assert {"knn5_accuracy", "ari"} <= set(s["embedding"])
     rows = (out / "connectivity.csv").read_text().splitlines()
-    assert rows[0] == "layer,head,scheme,group,intra_share,chance,lift,p_value"
-    assert all(r.split(",")[-1] != "" for r in rows[1:])  # a p-value for every group and the mean
-    # 2 layers x (2 heads + mean) x 3 schemes x (4 groups + mean)
-    assert len(rows) - 1 == 2 * 3 * 3 * 5
+    assert rows[0] == "level,layer,head,scheme,group,intra_share,chance,lift,p_value,p_bh"
+    assert all("" not in r.split(",")[-2:] for r in rows[1:])  # a p-value (and its BH) for every group and the mean
+    # 2 layers x (2 heads + mean) x 3 schemes x (groups present + mean)
+    n_groups = len([g for g, n in s["groups"].items() if n])
+    assert len(rows) - 1 == 2 * 3 * 3 * (n_groups + 1)
+    import csv as _csv
+
+    from scipy.stats import false_discovery_control
+
+    table = list(_csv.DictReader((out / "connectivity.csv").open()))
+    p = np.array([float(r["p_value"]) for r in table])
+    assert np.allclose([float(r["p_bh"]) for r in table], false_discovery_control(p), rtol=1e-5)
+    # the peers: genotype PCA fitted on training people, paired comparisons, the methods table
+    for peer in ("king_rows", "king_pca10", "genotype_pca10", "genotype_pca20"):
+        assert 0 <= s["embedding_baselines"][peer]["knn5_accuracy"] <= 1
+        c = s["comparisons"][peer]
+        assert c["figure"] == "knn5_accuracy" and c["ci95"][0] <= c["difference"] <= c["ci95"][1]
+    for base in ("untrained", "softmax_king"):
+        c = s["comparisons"][base]
+        assert c["figure"] == "intra_share" and 0 < c["p_value"] <= 1
+        assert c["difference"] == pytest.approx(s["headline"]["intra_share"] - s["baselines"][base]["intra_share"])
+    methods = {(r["method"], r["figure"]) for r in s["methods"]}
+    assert {("model", "intra_share"), ("softmax_king", "intra_share"), ("genotype_pca20", "knn5_accuracy"),
+            ("model", "knn5_accuracy")} <= methods
+    assert list(s["levels"]) == ["superpopulation"] and s["levels"]["superpopulation"]["headline"] == s["headline"]
+    assert s["extras"] == {"plots": "ok", "bertviz": "ok", "wandb": "ok"}
     for name in ("attention_heatmap.png", "connectivity_by_layer.png", "embeddings_pca.png",
                  "bertviz_head_view.html", "bertviz_model_view.html"):
         assert (out / name).stat().st_size > 1000, name
-    assert "intra share" in res.stdout and "chance" in res.stdout
+    assert "intra share" in res.stdout and "softmax-KING by" in res.stdout and "genotype_pca10" in res.stdout
     # logged to the training run's W&B run (same id, resumed)
     run_id = (trained_run / "wandb_id.txt").read_text().strip()
     assert list((out / "wandb").glob(f"offline-run-*-{run_id}"))
@@ -192,6 +364,7 @@ def test_compare_over_a_sweep(trained_run, tmp_path):
     rows = compare(sweep)
     assert [r["model.depth"] for r in rows] == ["0", "1"]
     assert "intra_share" in rows[0] and "val/loss" in rows[0]
+    assert "knn5_genotype_pca20" in rows[0] and "vs_softmax_king_ci95" in rows[0]
     md = (sweep / "compare.md").read_text().splitlines()
     assert md[0].startswith("| job | overrides | model.depth |") and len(md) == 4
 
@@ -209,3 +382,38 @@ def test_unlabelled_cohort_still_analyses(tmp_path):
     s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10), wandb_log=False)
     assert s["groups"] is None and "no labels" in s["connectivity"]
     assert sum(s["clusters"]["sizes"]) == s["n_individuals"]
+    out = tmp_path / "run" / "analysis"
+    clusters = (out / "clusters.tsv").read_text().splitlines()
+    assert clusters[0] == "sample\tcluster" and len(clusters) == s["n_individuals"] + 1
+    for name in ("attention_heatmap.png", "embeddings_pca.png", "bertviz_head_view.html", "bertviz_model_view.html"):
+        assert (out / name).stat().st_size > 1000, name
+    assert s["extras"] == {"plots": "ok", "bertviz": "ok"}
+
+
+def test_a_failing_extra_leaves_the_figures(trained_run, monkeypatch):
+    from seq2king.analysis import outputs
+    from seq2king.analysis.report import AnalysisSettings, analyze
+
+    def broken(*a, **k):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(outputs, "plots", broken)
+    s = analyze(str(trained_run), settings=AnalysisSettings(permutations=20, bootstrap=50), wandb_log=False)
+    assert s["extras"]["plots"].startswith("failed: RuntimeError: no display") and s["extras"]["bertviz"] == "ok"
+    saved = json.loads((trained_run / "analysis" / "summary.json").read_text())
+    assert saved["headline"] == s["headline"] and saved["extras"] == s["extras"]
+    assert (trained_run / "analysis" / "connectivity.csv").exists()
+
+
+def test_a_changed_split_is_refused(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("wandb", "analysis*"))
+    cfg = (run / ".hydra" / "config.yaml").read_text()
+    assert "split_seed: 0" in cfg
+    (run / ".hydra" / "config.yaml").write_text(cfg.replace("split_seed: 0", "split_seed: 1"))
+    res = analyze_cli(f"run_dir={run}", "wandb=false", "hydra.run.dir=" + str(tmp_path / "h"))
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and str(run) in err[0] and "split" in err[0] and "changed since training" in err[0], err
+    assert "Traceback" not in res.stderr
+    assert not (run / "analysis").exists()

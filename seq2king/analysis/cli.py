@@ -25,8 +25,10 @@ def run(cfg: DictConfig) -> dict | None:
             print(f"compared {len(rows)} runs: {cfg.compare}/compare.csv and compare.md")
             return None
         a = cfg.analysis
+        levels = a.get("levels")
         settings = AnalysisSettings(split=cfg.split, max_sequence=a.max_sequence, coverage=a.coverage,
-                                    permutations=a.permutations, inversion=a.inversion,
+                                    permutations=a.permutations, bootstrap=a.bootstrap, inversion=a.inversion,
+                                    levels=tuple(levels) if levels else None,
                                     bertviz_people=a.bertviz_people, n_clusters=a.n_clusters,
                                     seed=cfg.seed, device=a.device)
         summary = analyze(cfg.get("run_dir"), cfg.get("ckpt_path"), settings, wandb_log=cfg.get("wandb", True))
@@ -39,6 +41,26 @@ def run(cfg: DictConfig) -> dict | None:
     print(headline_line(summary), flush=True)
     print(f"analysis in {summary['analysis_dir']}", flush=True)
     return summary
+
+
+def summary_row(s: dict) -> dict:
+    """Headline, attention baselines and every embedding peer of one analysis, for each label level."""
+    row = {}
+    levels = s.get("levels") or {}
+    for level, b in levels.items():
+        pre = "" if level == s.get("label_column") else f"{level}:"
+        h = b["headline"]
+        row[f"{pre}headline"] = f"L{h['layer']} H{h['head']} {h['scheme']}"
+        row[f"{pre}intra_share"] = round(h["intra_share"], 4)
+        row[f"{pre}lift"] = round(h["lift"], 3)
+        row[f"{pre}p_value"] = h["p_value"]
+        row[f"{pre}untrained"] = round(b["baselines"]["untrained"]["intra_share"], 4)
+        row[f"{pre}softmax_king"] = round(b["baselines"]["softmax_king"]["intra_share"], 4)
+        row[f"{pre}vs_softmax_king_ci95"] = "[{:+.3f}, {:+.3f}]".format(*b["comparisons"]["softmax_king"]["ci95"])
+        row[f"{pre}knn5"] = round(b["embedding"]["knn5_accuracy"], 4)
+        for name, e in b["embedding_baselines"].items():
+            row[f"{pre}knn5_{name}"] = round(e["knn5_accuracy"], 4)
+    return row
 
 
 def compare(sweep_dir: Path) -> list[dict]:
@@ -62,14 +84,7 @@ def compare(sweep_dir: Path) -> list[dict]:
                                                                      "test/skill")})
         summ = job / "analysis" / "summary.json"
         if summ.exists():
-            s = json.loads(summ.read_text())
-            h = s.get("headline") or {}
-            row.update({"headline": f"L{h.get('layer')} H{h.get('head')} {h.get('scheme')}",
-                        "intra_share": round(h.get("intra_share", float("nan")), 4),
-                        "lift": round(h.get("lift", float("nan")), 3), "p_value": h.get("p_value"),
-                        "untrained": round(s["baselines"]["untrained"]["intra_share"], 4),
-                        "softmax_king": round(s["baselines"]["softmax_king"]["intra_share"], 4),
-                        "knn5": round(s["embedding"]["knn5_accuracy"], 4)} if h else {})
+            row.update(summary_row(json.loads(summ.read_text())))
         rows.append(row)
     if not rows:
         raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")

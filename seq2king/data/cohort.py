@@ -27,8 +27,19 @@ CACHE_VERSION = 1  # bump when simulate/KING outputs change meaning
 class Cohort:
     ids: list[str]
     king: np.ndarray  # (n, n) float64, symmetric, diagonal 0.5
-    labels: list[str] | None = None
+    labels: list[str] | None = None  # the configured label column
     source: str = ""
+    levels: dict[str, list[str]] | None = None  # every categorical label column, the configured one first
+    genotypes: dict | None = None  # {"kind": plink|pgen|vcf, "path": ...} when the KING came from genotypes
+
+    def open_genotypes(self):
+        """The genotype source behind this cohort (None for a ready KING matrix)."""
+        from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+
+        if not self.genotypes:
+            return None
+        kind, path = self.genotypes["kind"], self.genotypes["path"]
+        return {"plink": BedSource, "pgen": PgenSource, "vcf": VcfSource}[kind](path)
 
 
 def default_cache_dir() -> Path:
@@ -82,8 +93,10 @@ def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, l
         log.info("simulating %s: %d people, %.0f bp (cached in %s)", model, samples, length, prefix.parent)
         simulate(prefix, model=model, samples=samples, length=length, seed=seed, maf=maf)
     king_path = _king_cached(cache, key, lambda: BedSource(prefix), f"the simulated cohort {key}")
-    return load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column,
-                     source=f"simulated:{model}:{samples}:{int(length)}:{seed}")
+    cohort = load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column,
+                       source=f"simulated:{model}:{samples}:{int(length)}:{seed}")
+    cohort.genotypes = {"kind": "plink", "path": str(prefix)}
+    return cohort
 
 
 def load_genotypes(kind: str, path: str, labels: str | None = None,
@@ -92,7 +105,8 @@ def load_genotypes(kind: str, path: str, labels: str | None = None,
     from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
 
     if not path:
-        raise InputError(f"data={kind} needs a path: set data.path=...")
+        key = {"plink": "data.bfile=PREFIX", "pgen": "data.pfile=PREFIX", "vcf": "data.vcf=FILE"}[kind]
+        raise InputError(f"data={kind} needs {key}")
     p = str(path)
     files = {"plink": [".bed", ".bim", ".fam"], "pgen": [".pgen", ".pvar", ".psam"]}.get(kind)
     if files:
@@ -105,20 +119,22 @@ def load_genotypes(kind: str, path: str, labels: str | None = None,
     key = _key({"kind": kind, "files": fps})
     opener = {"plink": lambda: BedSource(p), "pgen": lambda: PgenSource(p), "vcf": lambda: VcfSource(p)}[kind]
     king_path = _king_cached(cache, key, opener, p)
-    return load_king(king_path, labels=labels, label_column=label_column, source=f"{kind}:{p}")
+    cohort = load_king(king_path, labels=labels, label_column=label_column, source=f"{kind}:{p}")
+    cohort.genotypes = {"kind": kind, "path": p}
+    return cohort
 
 
 def load_king(path: str, labels: str | None = None, label_column: str = "superpopulation",
               source: str | None = None) -> Cohort:
     """A ready KING matrix in any form :func:`read_king` knows, plus optional labels."""
     from seq2king.genetics.kingio import read_king
-    from seq2king.genetics.labels import read_labels
+    from seq2king.genetics.labels import read_label_levels
 
     if not path:
         raise InputError("data=king needs data.path=FILE (a .king, .king.bin, .kin0, .npy or CSV/TSV matrix)")
     km = read_king(path, check_finite=False)
     ids, values = km.ids, km.values
-    lab = read_labels(labels, ids, column=label_column) if labels else None
+    levels = read_label_levels(labels, ids, column=label_column) if labels else None
     # Greedily drop whoever has the most non-finite entries until none are left
     # (one person with no heterozygous calls makes a whole column -inf).
     bad = np.zeros(len(ids), dtype=bool)
@@ -135,5 +151,6 @@ def load_king(path: str, labels: str | None = None, label_column: str = "superpo
         keep = np.flatnonzero(~bad)
         ids = [ids[i] for i in keep]
         values = values[np.ix_(keep, keep)]
-        lab = None if lab is None else [lab[i] for i in keep]
-    return Cohort(ids=list(ids), king=values, labels=lab, source=source or f"king:{path}")
+        levels = None if levels is None else {k: [v[i] for i in keep] for k, v in levels.items()}
+    return Cohort(ids=list(ids), king=values, labels=None if levels is None else levels[label_column],
+                  source=source or f"king:{path}", levels=levels)

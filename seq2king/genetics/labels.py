@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from seq2king.errors import InputError
+from seq2king.errors import FileFormatError, InputError
 
 ID_COLUMNS = ("sample", "Sample name", "IID", "sample_id")
 LABEL_ALIASES = {
@@ -40,12 +40,12 @@ def read_labels(
         try:
             header = next(reader)
         except StopIteration:
-            raise InputError(f"{path}: labels file is empty") from None
+            raise FileFormatError(f"{path}: labels file is empty") from None
         rows = [r for r in reader if any(x.strip() for x in r)]
     header = [h.strip() for h in header]
     id_col = next((c for c in ID_COLUMNS if c in header), None)
     if id_col is None:
-        raise InputError(
+        raise FileFormatError(
             f"{path}: no sample ID column; the header needs one of {', '.join(ID_COLUMNS)} "
             f"(found: {', '.join(header)})"
         )
@@ -61,12 +61,12 @@ def read_labels(
     labels: dict[str, str] = {}
     for lineno, r in enumerate(rows, 2):
         if len(r) <= max(i_id, i_lab):
-            raise InputError(f"{path}: line {lineno} has {len(r)} fields, the header has {len(header)}")
+            raise FileFormatError(f"{path}: line {lineno} has {len(r)} fields, the header has {len(header)}")
         sid, lab = r[i_id].strip(), r[i_lab].strip()
         if sid not in known:
             raise InputError(f"{path}: line {lineno}: sample {sid!r} is not in the genotype data")
         if sid in labels:
-            raise InputError(f"{path}: line {lineno}: sample {sid!r} is labelled twice")
+            raise FileFormatError(f"{path}: line {lineno}: sample {sid!r} is labelled twice")
         labels[sid] = lab
     missing = [s for s in sample_ids if s not in labels]
     if missing and not allow_unlabelled:
@@ -75,3 +75,47 @@ def read_labels(
             "label every sample or drop them from the data"
         )
     return [labels.get(s) for s in sample_ids]
+
+
+def _canonical(column: str) -> str:
+    """``population`` for 1000 Genomes' ``Population code`` and the like."""
+    return next((name for name, aliases in LABEL_ALIASES.items() if column in aliases), column)
+
+
+def read_label_levels(
+    path: str | os.PathLike,
+    sample_ids: Sequence[str],
+    column: str = "superpopulation",
+) -> dict[str, list[str]]:
+    """Every categorical label column of the TSV at ``path``, ``{name: labels in sample order}``.
+
+    ``column`` comes first (it must label every sample, as :func:`read_labels` checks).
+    Another column counts as a level when it labels every sample and has between 2 and
+    n/2 distinct values (so ID-like and constant columns are not levels); a column that
+    groups people exactly as an earlier one (``Population name`` beside ``Population
+    code``) is left out. Known aliases get their short names (``population``).
+    """
+    levels = {column: read_labels(path, sample_ids, column=column)}
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = [h.strip() for h in next(csv.reader(fh, delimiter="\t"))]
+    taken = {c for c in LABEL_ALIASES.get(column, (column,))} | set(ID_COLUMNS)
+    partitions = [_partition(levels[column])]
+    for col in header:
+        name = _canonical(col)
+        if col in taken or name in levels:
+            continue
+        labels = read_labels(path, sample_ids, column=col, allow_unlabelled=True)
+        values = [x for x in labels if x]
+        if len(values) < len(labels) or not 2 <= len(set(values)) <= len(values) / 2:
+            continue
+        part = _partition(labels)
+        if part in partitions:
+            continue
+        partitions.append(part)
+        levels[name] = labels
+    return levels
+
+
+def _partition(labels: Sequence[str]) -> tuple:
+    first: dict[str, int] = {}
+    return tuple(first.setdefault(x, len(first)) for x in labels)
