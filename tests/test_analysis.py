@@ -417,3 +417,49 @@ def test_a_changed_split_is_refused(trained_run, tmp_path):
     assert len(err) == 1 and str(run) in err[0] and "split" in err[0] and "changed since training" in err[0], err
     assert "Traceback" not in res.stderr
     assert not (run / "analysis").exists()
+
+
+def test_label_levels_are_found_and_deduplicated(tmp_path):
+    from seq2king.genetics.labels import read_label_levels
+
+    ids = [f"s{i}" for i in range(8)]
+    rows = ["Sample name\tSex\tPopulation code\tPopulation name\tSuperpopulation code\tnote"]
+    pops = ["CHB", "CHB", "JPT", "JPT", "YRI", "YRI", "LWK", "LWK"]
+    sup = {"CHB": "EAS", "JPT": "EAS", "YRI": "AFR", "LWK": "AFR"}
+    for i, p in enumerate(pops):
+        rows.append(f"s{i}\t{'MF'[i % 2]}\t{p}\t{p}-name\t{sup[p]}\tfree text {i}")
+    path = tmp_path / "labels.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    levels = read_label_levels(path, ids, column="superpopulation")
+    # the configured level first; Population name groups exactly as Population code; note is ID-like
+    assert list(levels) == ["superpopulation", "Sex", "population"]
+    assert levels["population"] == pops and levels["superpopulation"][0] == "EAS"
+
+
+def test_every_label_level_in_one_run(tmp_path):
+    """Nine populations in five continents: both levels analysed, each with its own headline and peers."""
+    from test_train import make_cfg
+
+    from seq2king.analysis.report import AnalysisSettings, analyze, headline_line
+    from seq2king.training import train
+
+    cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data.simulation.model=FiveContinentsSubpopulations",
+                   "data.simulation.samples=240", "trainer.max_epochs=2", "logger=csv")
+    train(cfg)
+    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=50, bootstrap=100, split="val"),
+                wandb_log=False)
+    assert list(s["levels"]) == ["superpopulation", "population"]
+    pop, sup = s["levels"]["population"], s["levels"]["superpopulation"]
+    assert set(sup["groups"]) == {"AFR", "EUR", "EAS", "SAS", "AMR"} and len(pop["groups"]) == 9
+    assert sum(pop["groups"].values()) == sum(sup["groups"].values()) == s["n_individuals"]
+    for block in (pop, sup):
+        assert {"headline", "baselines", "embedding", "embedding_baselines", "comparisons"} <= set(block)
+        assert "genotype_pca20" in block["comparisons"]
+    assert {r["level"] for r in s["methods"]} == {"superpopulation", "population"}
+    levels_in_csv = {line.split(",")[0] for line in (tmp_path / "run" / "analysis" / "connectivity.csv")
+                     .read_text().splitlines()[1:]}
+    assert levels_in_csv == {"superpopulation", "population"}
+    assert (tmp_path / "run" / "analysis" / "connectivity_by_layer_population.png").exists()
+    text = headline_line(s)
+    assert "[superpopulation]" in text and "[population]" in text and "not selection-adjusted" in text
+    assert "not selection-adjusted" in s["selection_note"]
