@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from seq2king.analysis.connectivity import SCHEMES
-from seq2king.analysis.stats import bh, standardise
+from seq2king.analysis.stats import bh
 from seq2king.fileio import atomic_files, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -194,13 +194,13 @@ def unlabelled(out: Path, ctx, model_ex, s) -> dict:
     people = ctx.people
     emb = np.stack([model_ex.embeddings[int(p)] for p in people])
     k = min(s.n_clusters, len(people))
-    clusters = KMeans(n_clusters=k, n_init=10, random_state=s.seed).fit_predict(standardise(emb))
+    clusters = KMeans(n_clusters=k, n_init=10, random_state=s.seed).fit_predict(emb)
     ids = ctx.cohort.ids
     write_text(out / "clusters.tsv", "sample\tcluster\n" + "".join(f"{ids[p]}\t{c}\n" for p, c in zip(people, clusters)))
     ctx.cache["clusters"] = clusters
     return {"groups": None,
             "connectivity": "not computed: the data has no labels (give data.labels=TSV to the train run)",
-            "clusters": {"k": k, "method": "k-means on standardised model embeddings", "file": "clusters.tsv",
+            "clusters": {"k": k, "method": "k-means on the model embeddings", "file": "clusters.tsv",
                          "sizes": np.bincount(clusters, minlength=k).tolist()}}
 
 

@@ -41,7 +41,7 @@ DEFINITIONS = {
     "p_value": "one-sided permutation p of the lift: labels shuffled across the analysed people; ties (relative "
                "1e-9) count as reaching the observed value",
     "p_bh": "Benjamini-Hochberg adjusted p over the p-values of the same table",
-    "knn5_accuracy": "leave-one-out 5-nearest-neighbour accuracy on standardised features",
+    "knn5_accuracy": "leave-one-out 5-nearest-neighbour accuracy, Euclidean in each method's own space (no per-feature scaling)",
     "ari": "adjusted Rand index of k-means (k = number of groups) against the labels",
     "comparisons": "model minus peer on the same people; ci95: 2.5-97.5% percentiles over bootstrap resamples of "
                    "the analysed people (both figures recomputed on each resample, per-person values held fixed); "

@@ -18,20 +18,19 @@ import numpy as np
 KNN_K = 5
 
 
-def standardise(x: np.ndarray) -> np.ndarray:
-    from sklearn.preprocessing import StandardScaler
-
-    return StandardScaler().fit_transform(np.asarray(x, dtype=np.float64))
-
-
 def knn_hits(x: np.ndarray, y: np.ndarray, k: int = KNN_K) -> np.ndarray:
-    """Per person: does the majority of their ``k`` nearest others (standardised
-    Euclidean, self excluded) share their label? Ties go to the nearer neighbours."""
+    """Per person: does the majority of their ``k`` nearest others (Euclidean in the
+    method's own space, self excluded) share their label? Ties go to the nearer neighbours.
+
+    Features are not standardised per column: that would give every principal
+    component, noise included, the weight of the first, and cripple the PCA peers
+    (measured on the default cohort: genotype PCA-20 kNN-5 0.69 standardised, 0.98 not).
+    kNN and k-means do not change under one global scale."""
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, len(x) - 1)
     # without a query, kneighbors leaves each point out of its own neighbours
-    _, nn = NearestNeighbors(n_neighbors=k).fit(standardise(x)).kneighbors()
+    _, nn = NearestNeighbors(n_neighbors=k).fit(np.asarray(x, dtype=np.float64)).kneighbors()
     n_groups = int(y.max()) + 1
     votes = np.zeros((len(x), n_groups))
     for j in range(k):
@@ -49,11 +48,11 @@ def knn_accuracy(hits: np.ndarray) -> float:
 
 
 def kmeans_ari(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """Adjusted Rand index of k-means (k = number of groups) on standardised ``x`` against ``y``."""
+    """Adjusted Rand index of k-means (k = number of groups) on ``x`` against ``y``."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    clusters = KMeans(n_clusters=len(np.unique(y)), n_init=10, random_state=seed).fit_predict(standardise(x))
+    clusters = KMeans(n_clusters=len(np.unique(y)), n_init=10, random_state=seed).fit_predict(np.asarray(x, dtype=np.float64))
     return float(adjusted_rand_score(y, clusters))
 
 
