@@ -20,7 +20,8 @@ def _add_simulate(sub):
         "plus PREFIX.labels.tsv (sample, population, superpopulation).",
     )
     p.add_argument("--model", default="AmericanAdmixture_4B18",
-                   help="stdpopsim HomSap model id, a demes .yaml file, FiveContinents or FiveContinentsSubpopulations (default: %(default)s)")
+                   help="stdpopsim HomSap model id, a demes .yaml file, FiveContinents, FiveContinentsSubpopulations "
+                        "or WithinContinent26 (26 populations, Balding-Nichols; default: %(default)s)")
     p.add_argument("--samples", type=int, default=1000, help="number of people (default: %(default)s)")
     p.add_argument("--length", type=float, default=20e6, help="base pairs to simulate (default: %(default).0f)")
     p.add_argument("--seed", type=int, default=1, help="random seed; same seed, same bytes (default: %(default)s)")
@@ -29,6 +30,11 @@ def _add_simulate(sub):
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--mutation-rate", type=float, default=None, help="override the model's mutation rate")
     p.add_argument("--recombination-rate", type=float, default=None, help="override the flat recombination rate")
+    p.add_argument("--aims", type=int, default=None,
+                   help="keep only this many variants, those with the highest between-superpopulation Fst "
+                        "(MAF >= 0.03): an ancestry-informative panel")
+    p.add_argument("--loci", type=int, default=10_000,
+                   help="WithinContinent26: unlinked loci to draw (default: %(default)s)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=_run_simulate)
 
@@ -41,6 +47,7 @@ def _run_simulate(args) -> int:
         args.out, model=args.model, samples=args.samples, length=args.length, seed=args.seed,
         maf=args.maf, chunk_bp=args.chunk_bp, workers=args.workers,
         mutation_rate=args.mutation_rate, recombination_rate=args.recombination_rate,
+        aims=args.aims, loci=args.loci,
     )
     groups = ", ".join(f"{k} {v}" for k, v in info["samples"].items())
     print(f"simulated {info['model']}: {sum(info['samples'].values())} people ({groups}), "

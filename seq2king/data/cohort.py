@@ -79,22 +79,29 @@ def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
 
 
 def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
-                   seed: int = 1, maf: float = 0.01, label_column: str = "superpopulation",
-                   cache_dir: str | None = None) -> Cohort:
-    """The embedded default: simulate once, compute KING once, then read the cache."""
+                   seed: int = 1, maf: float = 0.01, aims: int | None = None, loci: int | None = None,
+                   label_column: str = "superpopulation", cache_dir: str | None = None) -> Cohort:
+    """The embedded cohorts: simulate once, compute KING once, then read the cache.
+
+    ``aims``: keep the most ancestry-informative variants only (an ancestry panel);
+    ``loci``: unlinked loci of the ``WithinContinent26`` model.
+    """
     from seq2king.genetics.genotypes import BedSource
     from seq2king.genetics.simulate import simulate
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _key({"kind": "simulated", "model": model, "samples": samples, "length": float(length),
-                "seed": seed, "maf": maf})
+    payload = {"kind": "simulated", "model": model, "samples": samples, "length": float(length), "seed": seed,
+               "maf": maf}
+    extra = {k: v for k, v in (("aims", aims), ("loci", loci)) if v is not None}  # keys unchanged without them
+    key = _key({**payload, **extra})
     prefix = cache / key / "cohort"
     if not Path(str(prefix) + ".bed").exists():
         log.info("simulating %s: %d people, %.0f bp (cached in %s)", model, samples, length, prefix.parent)
-        simulate(prefix, model=model, samples=samples, length=length, seed=seed, maf=maf)
+        simulate(prefix, model=model, samples=samples, length=length, seed=seed, maf=maf, **extra)
     king_path = _king_cached(cache, key, lambda: BedSource(prefix), f"the simulated cohort {key}")
     cohort = load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column,
-                       source=f"simulated:{model}:{samples}:{int(length)}:{seed}")
+                       source=f"simulated:{model}:{samples}:{int(length)}:{seed}"
+                              + "".join(f":{k}={v}" for k, v in extra.items()))
     cohort.genotypes = {"kind": "plink", "path": str(prefix)}
     return cohort
 

@@ -114,7 +114,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  cache_dir: str | None = None, split: tuple = (0.7, 0.15, 0.15), split_seed: int = 0,
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
-                 batch_size: int = 32, num_workers: int = 0,
+                 batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
                  seed: int = 0):
         super().__init__()
         if source not in SOURCES:
@@ -136,6 +136,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.min_len, self.max_len = min_len, max_len
         self.sequences_per_epoch = sequences_per_epoch
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.genotype_features = genotype_features
         self.cohort: Cohort | None = None
 
     @staticmethod
@@ -209,6 +210,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
         self.features = (self.king_scaled[:, torch.from_numpy(panel)] if len(panel)
                          else torch.zeros(n, 0))
+        source = cohort.open_genotypes() if self.genotype_features and len(panel) else None
+        if source is not None:
+            self.features = torch.cat([self.features, self._relationship_features(cohort, source, train, panel)], 1)
         eval_len = self.max_len
         self.datasets = {
             "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
@@ -218,6 +222,29 @@ class Seq2KingDataModule(pl.LightningDataModule):
         log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
                  cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
                  self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    @staticmethod
+    def _relationship_features(cohort: Cohort, source, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
+        """Each person's genomic relationship (standardised genotypes) with the panel, ``(n, panel)``.
+
+        Allele frequencies come from training people only (tokens and panel); the values
+        are scaled to unit variance over the training tokens' rows. KING-robust discards
+        allele frequencies on purpose; this carries them (what genotype PCA sees).
+        """
+        from seq2king.genetics.pca import relationship_to
+
+        row = {iid: i for i, iid in enumerate(source.samples.iid)}
+        rows = np.array([row[i] for i in cohort.ids])
+        fit = np.concatenate([train, panel])
+        grm = relationship_to(source, rows[fit], rows[panel])[rows]
+        ref = grm[train]
+        return torch.from_numpy((grm - ref.mean()) / (ref.std() or 1.0)).float()
+
+    @property
+    def num_features(self) -> int:
+        """Features per token (kinship tokenizer): KING to the panel, plus genomic relationship when used."""
+        self.setup()
+        return int(self.features.shape[1])
 
     @property
     def num_individuals(self) -> int:

@@ -27,6 +27,26 @@ class GenotypePCA:
     n_variants: int  # variants used (polymorphic among the fit people)
 
 
+def standardised_blocks(source: GenotypeSource, freq_rows: np.ndarray, block_size: int = 8192,
+                        dtype=np.float32):
+    """Yield ``(n_samples, b)`` blocks of standardised genotypes, frequencies from ``freq_rows`` only.
+
+    Variants monomorphic (or uncalled) among ``freq_rows`` are dropped; missing calls are 0.
+    """
+    freq_rows = np.asarray(freq_rows)
+    for block in source.iter_blocks(block_size=block_size, king_only=True):
+        f = block[freq_rows]
+        called = f != MISSING
+        n_called = called.sum(0)
+        freq = np.where(called, f, 0).sum(0, dtype=np.int64) / np.maximum(2 * n_called, 1)
+        keep = (n_called > 0) & (freq > 0) & (freq < 1)
+        if not keep.any():
+            continue
+        g = block[:, keep]
+        mean, sd = (2 * freq[keep]).astype(dtype), np.sqrt(2 * freq[keep] * (1 - freq[keep])).astype(dtype)
+        yield np.where(g == MISSING, dtype(0), (g.astype(dtype) - mean) / sd)
+
+
 def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
                          block_size: int = 8192, dtype=np.float32) -> tuple[np.ndarray, np.ndarray, int]:
     """``(K_ff, K_pf, M)``: linear kernels of standardised genotypes, summed over ``M`` variants.
@@ -39,27 +59,27 @@ def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_r
     k_ff = np.zeros((len(fit_rows), len(fit_rows)))
     k_pf = np.zeros((len(project_rows), len(fit_rows)))
     used = 0
-    for block in source.iter_blocks(block_size=block_size, king_only=True):
-        f, p = block[fit_rows], block[project_rows]
-        called = f != MISSING
-        n_called = called.sum(0)
-        dosage = np.where(called, f, 0).sum(0, dtype=np.int64)
-        freq = dosage / np.maximum(2 * n_called, 1)
-        keep = (n_called > 0) & (freq > 0) & (freq < 1)
-        if not keep.any():
-            continue
-        mean, sd = 2 * freq[keep], np.sqrt(2 * freq[keep] * (1 - freq[keep]))
-
-        def standardise(g):
-            g = g[:, keep]
-            x = (g.astype(dtype) - mean.astype(dtype)) / sd.astype(dtype)
-            return np.where(g == MISSING, dtype(0), x)
-
-        xf, xp = standardise(f), standardise(p)
+    for x in standardised_blocks(source, fit_rows, block_size, dtype):
+        xf = x[fit_rows]
         k_ff += xf @ xf.T
-        k_pf += xp @ xf.T
-        used += int(keep.sum())
+        k_pf += x[project_rows] @ xf.T
+        used += x.shape[1]
     return k_ff, k_pf, used
+
+
+def relationship_to(source: GenotypeSource, freq_rows: np.ndarray, cols: np.ndarray,
+                    block_size: int = 8192) -> np.ndarray:
+    """Genomic relationship ``X X_colsᵀ / M`` of every sample with the samples ``cols``,
+    genotypes standardised with frequencies from ``freq_rows``: ``(n_samples, len(cols))``."""
+    cols = np.asarray(cols)
+    out, used = None, 0
+    for x in standardised_blocks(source, freq_rows, block_size):
+        part = x @ x[cols].T
+        out = part.astype(np.float64) if out is None else out + part
+        used += x.shape[1]
+    if used == 0:
+        raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the training people")
+    return out / used
 
 
 def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,

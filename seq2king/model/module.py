@@ -24,13 +24,15 @@ class Seq2KingModule(pl.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None,
                  compile: bool = False, num_individuals: int = 0, target_mean: float = 0.0,
-                 **model):
+                 num_features: int = 0, **model):
         """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
         super().__init__()
         self.save_hyperparameters()
         cfg = dict(model)
         if cfg.get("tokenizer") == "index":
             cfg["num_individuals"] = num_individuals
+        else:
+            cfg["num_features"] = num_features
         try:
             self.cfg = Seq2KingConfig(**cfg)
         except TypeError as e:

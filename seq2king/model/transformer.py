@@ -58,6 +58,8 @@ class Seq2KingConfig:
     decoder_depth: int = 0  # decoder layers after the encoder (paper: 2)
     pair_dim: int = 64
     readout_temperature: float = 0.1  # attention head: fixed output scale (0 = learned); small = sharp attention
+    symmetric_readout: bool = False  # attention head: the last layer's keys ARE its queries (symmetric logits)
+    num_features: int = 0  # kinship tokenizer: features per token (0: panel_size, KING only)
 
     def validate(self) -> None:
         if self.tokenizer not in TOKENIZERS:
@@ -79,13 +81,23 @@ class Seq2KingConfig:
 
 
 class Attention(nn.Module):
-    """Multi-head attention with a padding mask; optionally returns its weights."""
+    """Multi-head attention with a padding mask; optionally returns its weights.
 
-    def __init__(self, cfg: Seq2KingConfig):
+    ``tied``: keys are the queries, so the logits ``q_i . q_j`` are symmetric. A
+    readout that predicts kinship from symmetrised logits leaves their antisymmetric
+    part free, and ``u_j - u_i`` in it makes person j a hub everyone attends to
+    (the row softmax ignores ``u_i``); tied logits have no such part.
+    """
+
+    def __init__(self, cfg: Seq2KingConfig, tied: bool = False):
         super().__init__()
         self.heads = cfg.heads
+        self.tied = tied
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        if tied:
+            self.v = nn.Linear(cfg.d_model, cfg.d_model)
+        else:
+            self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
@@ -95,7 +107,11 @@ class Attention(nn.Module):
         ctx = x if context is None else context
         h = self.heads
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
-        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        if self.tied:
+            assert context is None, "tied queries and keys need self-attention"
+            k, v = q, self.v(x).view(b, n, h, d // h).transpose(1, 2)
+        else:
+            k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
         key_mask = mask[:, None, None, :]  # (B, 1, 1, n_ctx)
         if not need_weights:
             y = F.scaled_dot_product_attention(
@@ -125,10 +141,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN layer: self-attention (and cross-attention in a decoder), then MLP."""
 
-    def __init__(self, cfg: Seq2KingConfig, cross: bool = False):
+    def __init__(self, cfg: Seq2KingConfig, cross: bool = False, tied: bool = False):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, tied=tied)
         self.cross = Attention(cfg) if cross else None
         self.ln_cross = nn.LayerNorm(cfg.d_model) if cross else None
         self.ln2 = nn.LayerNorm(cfg.d_model)
@@ -169,11 +185,12 @@ class Seq2King(nn.Module):
         cfg.validate()
         self.cfg = cfg
         if cfg.tokenizer == "kinship":
-            self.tokenizer = nn.Linear(cfg.panel_size, cfg.d_model)
+            self.tokenizer = nn.Linear(cfg.num_features or cfg.panel_size, cfg.d_model)
         else:
             self.tokenizer = nn.Embedding(cfg.num_individuals + 1, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        tie_last = cfg.head == "attention" and cfg.symmetric_readout and cfg.decoder_depth == 0
+        self.encoder = nn.ModuleList(Block(cfg, tied=tie_last and i == cfg.depth - 1) for i in range(cfg.depth))
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_depth))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         if cfg.head == "pairwise":
