@@ -33,6 +33,8 @@ def _add_simulate(sub):
     p.add_argument("--aims", type=int, default=None,
                    help="keep only this many variants, those with the highest between-superpopulation Fst "
                         "(MAF >= 0.03): an ancestry-informative panel")
+    p.add_argument("--aims-spacing", type=float, default=0.0,
+                   help="with --aims: at least this many bp between chosen variants (default: %(default).0f)")
     p.add_argument("--loci", type=int, default=10_000,
                    help="WithinContinent26: unlinked loci to draw (default: %(default)s)")
     p.add_argument("--out", required=True, help="output prefix")
@@ -47,7 +49,7 @@ def _run_simulate(args) -> int:
         args.out, model=args.model, samples=args.samples, length=args.length, seed=args.seed,
         maf=args.maf, chunk_bp=args.chunk_bp, workers=args.workers,
         mutation_rate=args.mutation_rate, recombination_rate=args.recombination_rate,
-        aims=args.aims, loci=args.loci,
+        aims=args.aims, aims_spacing=args.aims_spacing, loci=args.loci,
     )
     groups = ", ".join(f"{k} {v}" for k, v in info["samples"].items())
     print(f"simulated {info['model']}: {sum(info['samples'].values())} people ({groups}), "

@@ -1,5 +1,6 @@
 """The transformer on its own: attention paths agree, heads behave, loss is right."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,52 @@ def test_loss_counts_off_diagonal_real_pairs_per_sequence():
 def test_bad_config_messages(kw, msg):
     with pytest.raises(InputError, match=msg):
         Seq2King(Seq2KingConfig(**kw))
+
+
+def test_symmetric_readout_has_symmetric_logits_and_predictions():
+    cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=2, ffn_dim=64, symmetric_readout=True)
+    net = Seq2King(cfg).eval()
+    batch = {"features": torch.randn(3, 7, 16), "index": torch.zeros(3, 7, dtype=torch.long),
+             "mask": torch.ones(3, 7, dtype=torch.bool)}
+    pred, extra = net(batch, need_weights=True)
+    s = extra["scores"][-1]
+    assert torch.allclose(s, s.transpose(-1, -2), atol=1e-6)  # no antisymmetric part to make hubs of
+    assert torch.allclose(pred, pred.transpose(1, 2), atol=1e-6)
+    assert not hasattr(net.encoder[-1].attn, "kv") and hasattr(net.encoder[0].attn, "kv")
+
+
+def test_relationship_features_use_training_frequencies_only():
+    from conftest import FIXTURE
+
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.pca import relationship_to
+
+    src = BedSource(FIXTURE)
+    g = src.read_all(king_only=True).astype(float)
+    freq_rows, cols = np.arange(0, 40), np.arange(40, 50)
+    grm = relationship_to(src, freq_rows, cols, block_size=1000)
+    x = np.where(g == -127, np.nan, g)
+    p = np.nanmean(x[freq_rows], 0) / 2
+    keep = (p > 0) & (p < 1)
+    z = np.nan_to_num((x[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep])))
+    assert np.allclose(grm, z @ z[cols].T / keep.sum(), atol=1e-4)
+
+
+def test_per_head_loss_is_the_mean_of_each_heads_loss():
+    torch.manual_seed(0)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    target = torch.randn(2, 5, 5)
+    heads = torch.randn(2, 3, 5, 5)
+    per_head = masked_pair_mse(heads, target, mask)
+    each = torch.stack([masked_pair_mse(heads[:, h], target, mask) for h in range(3)])
+    assert torch.allclose(per_head, each.mean())
+    cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=4, ffn_dim=64, symmetric_readout=True,
+                         signed_readout=True, per_head_readout=True)
+    net = Seq2King(cfg).eval()
+    batch = {"features": torch.randn(2, 5, 16), "index": torch.zeros(2, 5, dtype=torch.long), "mask": mask}
+    ph = net(batch, per_head=True)
+    assert ph.shape == (2, 4, 5, 5)
+    assert torch.allclose(ph.mean(1), net(batch), atol=1e-6)  # the reported prediction is the heads' mean
+    s = net(batch, need_weights=True)[1]["scores"][-1]
+    assert (torch.linalg.eigvalsh(s[0, 0]) < -1e-6).any()  # signed: the symmetric form can be indefinite

@@ -74,3 +74,48 @@ def test_demes_file_and_bad_values(tmp_path):
         load_model(str(yaml))
     with pytest.raises(InputError, match="--samples 1"):
         simulate(tmp_path / "x", samples=1)
+
+
+def test_ancestry_panel_keeps_the_highest_fst_variants(tmp_path):
+    from seq2king.genetics.simulate import fst_per_variant
+
+    full = simulate(tmp_path / "full", model="FiveContinents", samples=120, length=2e6, seed=3, workers=1,
+                    progress=False)
+    aims = simulate(tmp_path / "aims", model="FiveContinents", samples=120, length=2e6, seed=3, workers=1,
+                    progress=False, aims=40)
+    assert aims["variants"] == 40 < full["variants"]
+    g_full = BedSource(tmp_path / "full").read_all().T
+    g_aims = BedSource(tmp_path / "aims").read_all().T
+    sup = read_labels(tmp_path / "full.labels.tsv", BedSource(tmp_path / "full").samples.iid)
+    fst_full = fst_per_variant(g_full, sup)
+    freq = g_full.mean(1) / 2
+    ok = np.minimum(freq, 1 - freq) >= 0.03
+    kept = fst_per_variant(g_aims, sup)
+    # the 40 kept are the 40 largest Fst among variants with MAF >= 0.03, in genome order
+    assert np.allclose(np.sort(kept), np.sort(fst_full[ok])[-40:])
+    pos_aims = BedSource(tmp_path / "aims").variants.pos
+    assert (np.diff(pos_aims) > 0).all()
+    with pytest.raises(InputError, match="--aims 100000"):
+        simulate(tmp_path / "x", model="FiveContinents", samples=20, length=2e5, seed=3, workers=1, progress=False,
+                 aims=100000)
+
+
+def test_within_continent_has_26_populations_and_more_drift_between_continents(tmp_path):
+    import itertools
+
+    from seq2king.genetics.simulate import POPULATIONS_26, hudson_fst
+
+    info = simulate(tmp_path / "w", model="WithinContinent26", samples=26 * 8, loci=3000, length=10e6, seed=2,
+                    workers=1, progress=False)
+    assert info["variants"] == 3000 and len(info["samples"]) == 26 and set(info["samples"].values()) == {8}
+    src = BedSource(tmp_path / "w")
+    g = src.read_all().T.astype(float)
+    pop = np.array(read_labels(tmp_path / "w.labels.tsv", src.samples.iid, column="population"))
+    sup = np.array(read_labels(tmp_path / "w.labels.tsv", src.samples.iid, column="superpopulation"))
+    assert {p: sup[pop == p][0] for p in set(pop)} == {p: c for c, ps in POPULATIONS_26.items() for p in ps}
+    within, between = [], []
+    for a, b in itertools.combinations(sorted(set(pop)), 2):
+        f = hudson_fst(g, pop == a, pop == b)
+        (within if sup[pop == a][0] == sup[pop == b][0] else between).append(f)
+    # continents differ about 0.09 (Hudson), populations within them by a few thousandths
+    assert 0.05 < np.median(between) < 0.15 and np.median(within) < 0.015, (np.median(between), np.median(within))

@@ -79,7 +79,8 @@ def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
 
 
 def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
-                   seed: int = 1, maf: float = 0.01, aims: int | None = None, loci: int | None = None,
+                   seed: int = 1, maf: float = 0.01, aims: int | None = None, aims_spacing: float | None = None,
+                   loci: int | None = None,
                    label_column: str = "superpopulation", cache_dir: str | None = None) -> Cohort:
     """The embedded cohorts: simulate once, compute KING once, then read the cache.
 
@@ -92,7 +93,8 @@ def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, l
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     payload = {"kind": "simulated", "model": model, "samples": samples, "length": float(length), "seed": seed,
                "maf": maf}
-    extra = {k: v for k, v in (("aims", aims), ("loci", loci)) if v is not None}  # keys unchanged without them
+    extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci))
+             if v is not None}  # cache keys unchanged without them
     key = _key({**payload, **extra})
     prefix = cache / key / "cohort"
     if not Path(str(prefix) + ".bed").exists():

@@ -156,12 +156,15 @@ def simulate(
     progress: bool = True,
     aims: int | None = None,
     aims_maf: float = 0.03,
+    aims_spacing: float = 0.0,
     loci: int = 10_000,
 ) -> dict:
     """Simulate a cohort and write ``out.bed/.bim/.fam`` and ``out.labels.tsv``.
 
     ``aims``: keep only the ``aims`` variants with the highest between-superpopulation
-    Fst among those with MAF >= ``aims_maf`` (an ancestry-informative panel).
+    Fst among those with MAF >= ``aims_maf`` and at least ``aims_spacing`` bp from a
+    better one (an ancestry-informative panel; real panels spread their markers over
+    the genome, so markers should not be copies of one haplotype block).
     ``model=WithinContinent26`` draws ``loci`` unlinked loci instead
     (:func:`simulate_within_continent`; ``length`` is then the contig its continental
     frequencies come from).
@@ -228,7 +231,7 @@ def simulate(
     pop_of = [p for p, c in sample_dict.items() for _ in range(c)]
     supers = [(spec.superpopulations or {}).get(p, p) for p in pop_of]
     if aims:
-        keep = top_fst(dos, supers, aims, aims_maf)
+        keep = top_fst(dos, supers, aims, aims_maf, pos=pos, spacing=aims_spacing)
         pos, dos = pos[keep], dos[keep]
         ref, alt = [ref[i] for i in keep], [alt[i] for i in keep]
     width = len(str(samples))
@@ -279,14 +282,28 @@ def fst_per_variant(dos: np.ndarray, groups) -> np.ndarray:
         return np.where(p * (1 - p) > 0, var / (p * (1 - p)), 0.0)
 
 
-def top_fst(dos: np.ndarray, groups, n: int, maf: float = 0.03) -> np.ndarray:
-    """Indices (in genome order) of the ``n`` highest-Fst variants with MAF >= ``maf``."""
+def top_fst(dos: np.ndarray, groups, n: int, maf: float = 0.03, pos: np.ndarray | None = None,
+            spacing: float = 0.0) -> np.ndarray:
+    """Indices (in genome order) of the ``n`` highest-Fst variants with MAF >= ``maf``,
+    greedily: a variant within ``spacing`` bp of a better chosen one is skipped."""
     freq = dos.mean(axis=1) / 2
     ok = np.minimum(freq, 1 - freq) >= maf
-    if ok.sum() < n:
-        raise InputError(f"--aims {n}: only {int(ok.sum())} variants have MAF >= {maf}; simulate a longer --length")
     fst = np.where(ok, fst_per_variant(dos, groups), -np.inf)
-    return np.sort(np.argsort(-fst, kind="stable")[:n])
+    order = [i for i in np.argsort(-fst, kind="stable") if ok[i]]
+    if spacing <= 0 or pos is None:
+        chosen = order[:n]
+    else:
+        chosen, taken = [], np.empty(0)
+        for i in order:
+            if len(chosen) == n:
+                break
+            if not len(taken) or np.abs(taken - pos[i]).min() >= spacing:
+                chosen.append(i)
+                taken = np.append(taken, pos[i])
+    if len(chosen) < n:
+        raise InputError(f"--aims {n}: only {len(chosen)} variants have MAF >= {maf}"
+                         + (f" {spacing:.0f} bp apart" if spacing > 0 else "") + "; simulate a longer --length")
+    return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------- within continent

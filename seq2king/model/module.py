@@ -58,8 +58,12 @@ class Seq2KingModule(pl.LightningModule):
             dm.datasets["train"].set_epoch(self.current_epoch)
 
     def _step(self, batch, stage: str):
-        pred = self(batch)
-        loss = masked_pair_mse(pred, batch["target"], batch["mask"])
+        if stage == "train" and self.cfg.per_head_readout and self.cfg.head == "attention":
+            # every head's logits predict kinship: each head's attention is then meaningful
+            loss = masked_pair_mse(self.net(batch, per_head=True), batch["target"], batch["mask"])
+        else:
+            pred = self(batch)
+            loss = masked_pair_mse(pred, batch["target"], batch["mask"])
         bs = batch["mask"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=bs, sync_dist=stage != "train")
         if stage != "train":

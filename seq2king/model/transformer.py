@@ -59,6 +59,8 @@ class Seq2KingConfig:
     pair_dim: int = 64
     readout_temperature: float = 0.1  # attention head: fixed output scale (0 = learned); small = sharp attention
     symmetric_readout: bool = False  # attention head: the last layer's keys ARE its queries (symmetric logits)
+    signed_readout: bool = False  # with symmetric_readout: half of each head's dimensions count negatively
+    per_head_readout: bool = False  # attention head: train every head's logits to predict kinship, not their mean
     num_features: int = 0  # kinship tokenizer: features per token (0: panel_size, KING only)
 
     def validate(self) -> None:
@@ -96,6 +98,14 @@ class Attention(nn.Module):
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
         if tied:
             self.v = nn.Linear(cfg.d_model, cfg.d_model)
+            # keys = queries x signature: +1 everywhere gives a positive semi-definite form
+            # q_i . q_j; with half the dimensions at -1 the symmetric form can be indefinite,
+            # as kinship between groups is (negative across, positive within).
+            dh = cfg.d_model // cfg.heads
+            sig = torch.ones(dh)
+            if cfg.signed_readout:
+                sig[dh // 2:] = -1.0
+            self.register_buffer("signature", sig, persistent=False)
         else:
             self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
@@ -109,7 +119,7 @@ class Attention(nn.Module):
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
         if self.tied:
             assert context is None, "tied queries and keys need self-attention"
-            k, v = q, self.v(x).view(b, n, h, d // h).transpose(1, 2)
+            k, v = q * self.signature, self.v(x).view(b, n, h, d // h).transpose(1, 2)
         else:
             k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
         key_mask = mask[:, None, None, :]  # (B, 1, 1, n_ctx)
@@ -226,7 +236,7 @@ class Seq2King(nn.Module):
             x = x + sinusoidal(x.shape[1], x.shape[2], x.device)
         return self.drop(x)
 
-    def forward(self, batch, need_weights: bool = False):
+    def forward(self, batch, need_weights: bool = False, per_head: bool = False):
         mask = batch["mask"]
         x = self.embed(batch)
         weights, scores = [], []
@@ -253,8 +263,9 @@ class Seq2King(nn.Module):
             z = self.pair(h)
             pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
         elif self.cfg.head == "attention":
-            logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0).mean(1)  # (B, n, n)
-            pred = self.pair_scale * (logits + logits.transpose(1, 2)) / 2 + self.pair_bias
+            logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0)  # (B, H, n, n)
+            logits = logits if per_head else logits.mean(1)
+            pred = self.pair_scale * (logits + logits.transpose(-1, -2)) / 2 + self.pair_bias
         else:
             if n > self.cfg.max_len:
                 raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
@@ -271,9 +282,16 @@ class Seq2King(nn.Module):
 
 
 def masked_pair_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over sequences of the per-sequence MSE over off-diagonal real pairs."""
+    """Mean over sequences of the per-sequence MSE over off-diagonal real pairs.
+
+    ``pred`` is (B, n, n), or (B, H, n, n) with one prediction per head (then the
+    mean over heads of each head's error).
+    """
     n = mask.shape[1]
     pairs = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device)
+    if pred.dim() == 4:
+        target, pairs = target[:, None], pairs[:, None]
     err = (pred - target).square().masked_fill(~pairs, 0.0)
-    per_seq = err.sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp_min(1)
+    dims = tuple(range(1, err.dim()))
+    per_seq = err.sum(dim=dims) / (pairs.sum(dim=dims) * (pred.shape[1] if pred.dim() == 4 else 1)).clamp_min(1)
     return per_seq.mean()
