@@ -96,11 +96,10 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
 
     val_people = np.sort(dm.splits["val"])
     val_seqs = seqs if s.split == "val" else make_sequences(val_people, max_seq, s.coverage, s.seed + 1)
-    shared = {"model": model_ex, "untrained": MATRIX_METHODS["untrained"](ctx, seqs),
+    untrained_ex = MATRIX_METHODS["untrained"](ctx, seqs)
+    shared = {"model": model_ex, "untrained": untrained_ex,  # the analysed people, and validation people to choose on
               "model_val": model_ex if s.split == "val" else MATRIX_METHODS["model"](ctx, val_seqs),
-              "untrained_val": None}
-    shared["untrained_val"] = (shared["untrained"] if s.split == "val"
-                               else MATRIX_METHODS["untrained"](ctx, val_seqs))
+              "untrained_val": untrained_ex if s.split == "val" else MATRIX_METHODS["untrained"](ctx, val_seqs)}
     embeddings = {"model": EMBEDDING_METHODS["model"](ctx, model_ex)}
     for name, fn in EMBEDDING_PEERS.items():
         x = fn(ctx, model_ex)
