@@ -27,10 +27,14 @@ CACHE_VERSION = 1  # bump when simulate/KING outputs change meaning
 class Cohort:
     ids: list[str]
     king: np.ndarray  # (n, n) float64, symmetric, diagonal 0.5
-    labels: list[str] | None = None  # the configured label column
     source: str = ""
     levels: dict[str, list[str]] | None = None  # every categorical label column, the configured one first
     genotypes: dict | None = None  # {"kind": plink|pgen|vcf, "path": ...} when the KING came from genotypes
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The configured label column (the first level)."""
+        return next(iter(self.levels.values())) if self.levels else None
 
     def open_genotypes(self):
         """The genotype source behind this cohort (None for a ready KING matrix)."""
@@ -161,5 +165,4 @@ def load_king(path: str, labels: str | None = None, label_column: str = "superpo
         ids = [ids[i] for i in keep]
         values = values[np.ix_(keep, keep)]
         levels = None if levels is None else {k: [v[i] for i in keep] for k, v in levels.items()}
-    return Cohort(ids=list(ids), king=values, labels=None if levels is None else levels[label_column],
-                  source=source or f"king:{path}", levels=levels)
+    return Cohort(ids=list(ids), king=values, source=source or f"king:{path}", levels=levels)
