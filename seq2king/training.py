@@ -90,7 +90,8 @@ def build(cfg: DictConfig):
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
-                                    target_mean=datamodule.target_mean, num_features=datamodule.num_features)
+                                    target_mean=datamodule.target_mean,
+                                    target_top=datamodule.target_top, num_features=datamodule.num_features)
     loggers = instantiate_loggers(cfg, output_dir)
     callbacks = []
     for c in (cfg.get("callbacks") or {}).values():

@@ -462,3 +462,19 @@ def test_every_label_level_in_one_run(tmp_path):
     text = headline_line(s)
     assert "[superpopulation]" in text and "[population]" in text and "not selection-adjusted" in text
     assert "not selection-adjusted" in s["selection_note"]
+
+
+def test_headline_near_ties_go_to_the_most_diffuse_matrix():
+    from types import SimpleNamespace
+
+    from seq2king.analysis.report import _choose
+
+    index = [("none", 4, "1"), ("none", 4, "2"), ("none", 4, "3"), ("negate", 4, "1")]
+    entropy = np.array([3.0, 1.0, 4.0, 5.0])
+    # 5.0 is within 0.5% of the best (5.02): a tie, broken by entropy; 4.0 is not
+    sc = SimpleNamespace(macro_lift=np.array([5.0, 5.02, 4.0, 6.0]), index=index)
+    assert _choose(sc, ("none",), entropy) == 0
+    assert _choose(sc, ("none", "negate"), entropy) == 3  # only allowed schemes count
+    sc = SimpleNamespace(macro_lift=np.array([4.5, 5.02, 4.0, 6.0]), index=index)
+    assert _choose(sc, ("none",), entropy) == 1  # no tie: the highest lift
+    assert _choose(sc, ("none",)) == 1

@@ -87,21 +87,109 @@ def test_symmetric_readout_has_symmetric_logits_and_predictions():
     assert not hasattr(net.encoder[-1].attn, "kv") and hasattr(net.encoder[0].attn, "kv")
 
 
-def test_relationship_features_use_training_frequencies_only():
+def test_genotype_features_use_training_frequencies_only(tmp_path):
+    """The token's genomic-relationship part equals the formula with training-people frequencies."""
     from conftest import FIXTURE
 
+    from seq2king.data.datamodule import Seq2KingDataModule
     from seq2king.genetics.genotypes import BedSource
-    from seq2king.genetics.pca import relationship_to
 
+    dm = Seq2KingDataModule(source="plink", bfile=str(FIXTURE), cache_dir=str(tmp_path), panel_size=16,
+                            min_len=4, max_len=16, genotype_pcs=8)
+    dm.setup()
     src = BedSource(FIXTURE)
-    g = src.read_all(king_only=True).astype(float)
-    freq_rows, cols = np.arange(0, 40), np.arange(40, 50)
-    grm = relationship_to(src, freq_rows, cols, block_size=1000)
+    row = {iid: i for i, iid in enumerate(src.samples.iid)}
+    rows = np.array([row[i] for i in dm.cohort.ids])
+    train, panel = dm.splits["train"], dm.splits["panel"]
+    g = src.read_all(king_only=True).astype(float)[rows]
     x = np.where(g == -127, np.nan, g)
-    p = np.nanmean(x[freq_rows], 0) / 2
+    fit = np.concatenate([train, panel])
+    p = np.nanmean(x[fit], 0) / 2  # frequencies from training people only (tokens and panel)
     keep = (p > 0) & (p < 1)
     z = np.nan_to_num((x[:, keep] - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep])))
-    assert np.allclose(grm, z @ z[cols].T / keep.sum(), atol=1e-4)
+    grm = z @ z[panel].T / keep.sum()
+    ref = grm[train]
+    expect = (grm - ref.mean()) / ref.std()
+    got = dm.features[:, 16:32].numpy()
+    assert np.allclose(got, expect, atol=1e-4)
+    assert dm.features.shape[1] == 16 + 16 + 8
+    pcs = dm.features[:, 32:].numpy()
+    assert np.allclose(pcs[train].std(0), 1.0, atol=1e-6)  # each PC at unit variance over the training tokens
+
+
+def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
+    torch.manual_seed(0)
+    cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=4, ffn_dim=64, symmetric_readout=True,
+                         kernel="distance", readout_range=8, per_head_readout=True)
+    assert cfg.temperatures() == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    net = Seq2King(cfg).eval()
+    x = batch(panel=16)
+    with torch.no_grad():
+        fast = net(x)
+        pred, extra = net(x, need_weights=True)
+        per_head = net(x, per_head=True)
+    assert torch.allclose(fast, pred, atol=1e-5)  # SDPA (augmented vectors) and the explicit path agree
+    q = extra["embeddings"].view(3, 10, 4, 8).transpose(1, 2)  # the embedding is the last layer's queries
+    d2 = (q[..., :, None, :] - q[..., None, :, :]).square().sum(-1)
+    s = extra["scores"][-1]
+    real = (x["mask"][:, None, None, :] & x["mask"][:, None, :, None]).expand(3, 4, 10, 10)
+    assert torch.allclose(s[real], (-d2 / (2 * 8 ** 0.5))[real], atol=1e-4)
+    # each head predicts kinship at its own temperature: pred_h = T_h * logits + bias
+    t = torch.tensor(cfg.temperatures())[None, :, None, None]
+    assert torch.allclose(per_head[real], (t * s + net.pair_bias)[real], atol=1e-5)
+    assert torch.allclose(per_head.mean(1), pred, atol=1e-6)
+    # no column effect can make a hub: each row's most-attended other person is its nearest in query space
+    w = extra["weights"][-1][0].clone()
+    w[:, torch.arange(10), torch.arange(10)] = 0
+    assert torch.equal(w.argmax(-1), d2[0].masked_fill(torch.eye(10, dtype=torch.bool), float("inf")).argmin(-1))
+
+
+def test_distance_readout_starts_at_the_targets_scale():
+    torch.manual_seed(0)
+    cfg = Seq2KingConfig(panel_size=16, d_model=64, depth=1, heads=4, ffn_dim=64, symmetric_readout=True,
+                         kernel="distance", readout_range=8, dropout=0.0)
+    net = Seq2King(cfg).eval()
+    net.init_distance_readout(top=1.5, spread=1.0)
+    x = {"features": torch.randn(1, 200, 16), "index": torch.zeros(1, 200, dtype=torch.long),
+         "mask": torch.ones(1, 200, dtype=torch.bool)}
+    with torch.no_grad():
+        per_head = net(x, per_head=True)[0]
+    off = ~torch.eye(200, dtype=torch.bool)
+    assert float(net.pair_bias) == 1.5
+    for h in range(4):  # every head, whatever its temperature, starts with gaps of about the spread
+        gap = float((1.5 - per_head[h][off]).mean())
+        assert 0.5 < gap < 2.0, (h, gap)
+
+
+def test_attention_kl_equals_scipy_per_row():
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    from seq2king.model.transformer import attention_kl
+
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    target = torch.randn(2, 5, 5, generator=g, dtype=torch.float64)
+    pred = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)
+    temps = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
+    got = attention_kl(pred, target, mask, temps)
+    seqs = []
+    for b in range(2):
+        n = int(mask[b].sum())
+        heads = []
+        for h in range(3):
+            rows = []
+            for i in range(n):
+                others = [j for j in range(n) if j != i]
+                p = softmax(target[b, i, others].numpy() / temps[h].item())
+                q = softmax(pred[b, h, i, others].numpy() / temps[h].item())
+                rows.append(entropy(p, q))
+            heads.append(np.mean(rows))
+        seqs.append(heads)
+    assert float(got) == pytest.approx(np.mean(seqs), rel=1e-9)
+    same = target[:, None].expand(2, 3, 5, 5) + 3.0  # a constant shift per row changes no softmax
+    assert float(attention_kl(same, target, mask, temps)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_per_head_loss_is_the_mean_of_each_heads_loss():

@@ -119,3 +119,24 @@ def test_within_continent_has_26_populations_and_more_drift_between_continents(t
         (within if sup[pop == a][0] == sup[pop == b][0] else between).append(f)
     # continents differ about 0.09 (Hudson), populations within them by a few thousandths
     assert 0.05 < np.median(between) < 0.15 and np.median(within) < 0.015, (np.median(between), np.median(within))
+
+
+def test_within_continent_frequency_estimates_add_their_noise(tmp_path):
+    """Drawing people from estimated frequencies (1000 Genomes-sized reference samples) separates
+    populations by about the estimation noise, 1 / (2 n) per population, beyond their true drift."""
+    import itertools
+
+    from seq2king.genetics.simulate import hudson_fst, simulate_within_continent
+
+    fst = {}
+    for ref in (False, True):
+        simulate_within_continent(tmp_path / f"w{ref}", samples=26 * 20, loci=3000, length=10e6, seed=4,
+                                  workers=1, progress=False, reference=ref)
+        src = BedSource(tmp_path / f"w{ref}")
+        g = src.read_all().T.astype(float)
+        pop = np.array(read_labels(tmp_path / f"w{ref}.labels.tsv", src.samples.iid, column="population"))
+        sup = np.array(read_labels(tmp_path / f"w{ref}.labels.tsv", src.samples.iid, column="superpopulation"))
+        fst[ref] = np.median([hudson_fst(g, pop == a, pop == b) for a, b in itertools.combinations(sorted(set(pop)), 2)
+                              if sup[pop == a][0] == sup[pop == b][0]])
+    # about 1/(2*100) from the two reference samples of a pair, on top of the true drift
+    assert 0.002 < fst[True] - fst[False] < 0.012, fst

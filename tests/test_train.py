@@ -82,8 +82,10 @@ def test_every_data_source_instantiates(tmp_path, cache_dir, data):
     cfg = make_cfg(tmp_path, cache_dir, f"data={data}", *extra, "logger=csv")
     dm, model, trainer = build(cfg)
     b = next(iter(dm.train_dataloader()))
-    # KING to the 16 panel people, plus the genomic relationship with them when there are genotypes
-    assert b["features"].shape[-1] == (16 if data == "king" else 32) and b["target"].shape[1] == b["mask"].shape[1]
+    # KING to the 16 panel people, plus the genomic relationship with them and 32 genotype PCs
+    # when there are genotypes
+    assert b["features"].shape[-1] == (16 if data == "king" else 16 + 16 + 32)
+    assert b["target"].shape[1] == b["mask"].shape[1]
     # test people never appear in training sequences, the panel or the scaler's pairs
     test = set(dm.splits["test"].tolist())
     assert not test & set(dm.splits["train"].tolist()) and not test & set(dm.splits["panel"].tolist())

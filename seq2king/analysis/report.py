@@ -49,6 +49,9 @@ DEFINITIONS = {
 }
 
 
+LIFT_TIE = 0.005  # headline choice: lifts this close to the best (relative) count as a tie
+
+
 @dataclass
 class AnalysisSettings:
     split: str = "test"
@@ -100,6 +103,8 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     shared = {"model": model_ex, "untrained": untrained_ex,  # the analysed people, and validation people to choose on
               "model_val": model_ex if s.split == "val" else MATRIX_METHODS["model"](ctx, val_seqs),
               "untrained_val": untrained_ex if s.split == "val" else MATRIX_METHODS["untrained"](ctx, val_seqs)}
+    for name in ("model", "untrained"):  # the headline's tie-break: each matrix's entropy on validation people
+        shared[f"{name}_val_entropy"] = _entropies(shared[f"{name}_val"])
     embeddings = {"model": EMBEDDING_METHODS["model"](ctx, model_ex)}
     for name, fn in EMBEDDING_PEERS.items():
         x = fn(ctx, model_ex)
@@ -170,11 +175,26 @@ def _extras(summary: dict, out, make, run, wandb_log: bool) -> dict:
     return summary
 
 
-def _choose(scores: MatrixScores, allowed: tuple) -> int:
-    """Matrix with the highest macro lift, among allowed schemes."""
+def _entropies(ex) -> np.ndarray:
+    """Mean row entropy (nats, self excluded) of each matrix of a stack, over its sequences."""
+    return np.array([float(torch.stack([row_entropy(a[i]) for a in ex.stacks]).mean()) for i in range(len(ex.index))])
+
+
+def _choose(scores: MatrixScores, allowed: tuple, entropy: np.ndarray | None = None) -> int:
+    """Matrix with the highest macro lift among allowed schemes.
+
+    Near-ties (lift within ``LIFT_TIE`` of the best, relative) go to the matrix with the
+    highest attention entropy: when several heads put (nearly) all attention inside the
+    groups, the one that does so with the least sharpness says more, and a matrix at the
+    ceiling can be matched by softmax-KING at the same entropy but never beaten.
+    """
     lift = scores.macro_lift
-    ok = np.array([t[0] in allowed for t in scores.index])
-    return int(np.argmax(np.where(ok & np.isfinite(lift), lift, -np.inf)))
+    ok = np.array([t[0] in allowed for t in scores.index]) & np.isfinite(lift)
+    best = np.max(np.where(ok, lift, -np.inf))
+    if entropy is None or not np.isfinite(best):
+        return int(np.argmax(np.where(ok, lift, -np.inf)))
+    near = ok & (lift >= best - LIFT_TIE * abs(best))
+    return int(np.argmax(np.where(near, entropy, -np.inf)))
 
 
 def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared, embeddings,
@@ -192,9 +212,11 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
     perms = np.stack([rng.permutation(len(people)) for _ in range(s.permutations)]) if s.permutations else None
 
     val_model = score_matrices(shared["model_val"], val_people, y_val, G)
-    pick, pick_none = _choose(val_model, allowed), _choose(val_model, ("none",))
+    val_entropy = shared["model_val_entropy"]
+    pick, pick_none = _choose(val_model, allowed, val_entropy), _choose(val_model, ("none",), val_entropy)
     model = score_matrices(shared["model"], people, y, G, perms)
-    un_pick = _choose(score_matrices(shared["untrained_val"], val_people, y_val, G), allowed)
+    un_pick = _choose(score_matrices(shared["untrained_val"], val_people, y_val, G), allowed,
+                      shared["untrained_val_entropy"])
     untrained = score_matrices(shared["untrained"], people, y, G)
 
     kings = [torch.from_numpy(ctx.cohort.king[np.ix_(q, q)]) for q in seqs]
@@ -208,7 +230,8 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
     headline = {"layer": layer, "head": head, "scheme": scheme, **model.row(pick),
                 "chosen_on": "val",
                 "why": f"highest mean lift over groups on {len(val_people)} validation people among schemes "
-                       f"{list(allowed)}, then measured on {s.split} people",
+                       f"{list(allowed)} (lifts within {LIFT_TIE:.1%} of the best count as a tie, broken by the "
+                       f"highest attention entropy), then measured on {s.split} people",
                 "per_group": {g: {"n": int((y == i).sum()), "intra_share": float(model.shares[pick, i]),
                                   "chance": float(model.chance[i]), "lift": float(model.lifts[pick, i]),
                                   "p_value": float(model.p_group[pick, i]), "p_bh": float(p_bh_groups[i])}

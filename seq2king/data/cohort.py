@@ -20,7 +20,7 @@ from seq2king.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when simulate/KING outputs change meaning
+CACHE_VERSION = 2  # bump when simulate/KING outputs change meaning
 
 
 @dataclass

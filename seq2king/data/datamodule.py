@@ -115,7 +115,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
-                 seed: int = 0):
+                 genotype_pcs: int = 32, seed: int = 0):
         super().__init__()
         if source not in SOURCES:
             raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
@@ -137,6 +137,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.sequences_per_epoch = sequences_per_epoch
         self.batch_size, self.num_workers = batch_size, num_workers
         self.genotype_features = genotype_features
+        if genotype_pcs < 0:
+            raise InputError(f"data.genotype_pcs={genotype_pcs}: must be 0 (none) or more")
+        self.genotype_pcs = genotype_pcs
         self.cohort: Cohort | None = None
 
     @staticmethod
@@ -205,6 +208,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
         pairs = cohort.king[np.ix_(train, train)][~np.eye(len(train), dtype=bool)]
         self.scaler = Scaler.fit(self.scaling, pairs)
         self.target_mean = float(self.scaler(pairs.mean()))  # the predict-the-mean baseline
+        # the closest unrelated pairs: where a distance readout's bias (its prediction at distance 0) starts
+        self.target_top = float(self.scaler(np.quantile(pairs, 0.99)))
         self.cohort = cohort
         self.splits = {"train": train, "val": splits["val"], "test": splits["test"], "panel": panel}
         self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
@@ -212,7 +217,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                          else torch.zeros(n, 0))
         source = cohort.open_genotypes() if self.genotype_features and len(panel) else None
         if source is not None:
-            self.features = torch.cat([self.features, self._relationship_features(cohort, source, train, panel)], 1)
+            self.features = torch.cat([self.features, self._genotype_features(cohort, source, train, panel)], 1)
         eval_len = self.max_len
         self.datasets = {
             "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
@@ -223,22 +228,37 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
                  self.scaler.kind, self.scaler.shift, self.scaler.scale)
 
-    @staticmethod
-    def _relationship_features(cohort: Cohort, source, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
-        """Each person's genomic relationship (standardised genotypes) with the panel, ``(n, panel)``.
+    def _genotype_features(self, cohort: Cohort, source, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
+        """What KING-robust discards on purpose, allele frequencies, as token features ``(n, panel + pcs)``.
 
-        Allele frequencies come from training people only (tokens and panel); the values
-        are scaled to unit variance over the training tokens' rows. KING-robust discards
-        allele frequencies on purpose; this carries them (what genotype PCA sees).
+        Genotypes are standardised with allele frequencies from training people only
+        (tokens and panel), in one pass over the genotypes:
+
+        - each person's genomic relationship with the panel, scaled to unit variance
+          over the training tokens' rows;
+        - ``genotype_pcs`` principal components (what ``plink2 --pca`` users draw),
+          fitted on training people; training tokens are scored out of fold
+          (:func:`~seq2king.genetics.pca.out_of_fold_scores`), so that they look like the
+          new people the model will meet; each PC scaled to unit variance over them.
         """
-        from seq2king.genetics.pca import relationship_to
+        from seq2king.genetics.pca import out_of_fold_scores, standardised_kernels
 
         row = {iid: i for i, iid in enumerate(source.samples.iid)}
         rows = np.array([row[i] for i in cohort.ids])
         fit = np.concatenate([train, panel])
-        grm = relationship_to(source, rows[fit], rows[panel])[rows]
+        k_ff, k_pf, m = standardised_kernels(source, rows[fit], rows)
+        if m == 0:
+            raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
+                             f"{len(fit)} training people")
+        k_ff, k_pf = k_ff / m, k_pf / m
+        grm = k_pf[:, len(train):]  # (n, panel): the panel is the tail of ``fit``
         ref = grm[train]
-        return torch.from_numpy((grm - ref.mean()) / (ref.std() or 1.0)).float()
+        parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
+        if self.genotype_pcs:
+            pcs, held = out_of_fold_scores(k_ff, k_pf, np.arange(len(train)), self.genotype_pcs, seed=self.split_seed)
+            pcs[train] = held
+            parts.append(pcs / np.where(held.std(0) > 0, held.std(0), 1.0))
+        return torch.from_numpy(np.concatenate(parts, 1)).float()
 
     @property
     def num_features(self) -> int:

@@ -67,21 +67,6 @@ def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_r
     return k_ff, k_pf, used
 
 
-def relationship_to(source: GenotypeSource, freq_rows: np.ndarray, cols: np.ndarray,
-                    block_size: int = 8192) -> np.ndarray:
-    """Genomic relationship ``X X_colsᵀ / M`` of every sample with the samples ``cols``,
-    genotypes standardised with frequencies from ``freq_rows``: ``(n_samples, len(cols))``."""
-    cols = np.asarray(cols)
-    out, used = None, 0
-    for x in standardised_blocks(source, freq_rows, block_size):
-        part = x @ x[cols].T
-        out = part.astype(np.float64) if out is None else out + part
-        used += x.shape[1]
-    if used == 0:
-        raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the training people")
-    return out / used
-
-
 def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
                  n_components: int = 10, block_size: int = 8192, dtype=np.float32) -> GenotypePCA:
     """Top ``n_components`` PCs of the fit people's standardised genotypes, and the projected people's scores."""
@@ -94,3 +79,38 @@ def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.
     k = min(n_components, len(fit_rows) - 1)
     kpca = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense").fit(k_ff / m)
     return GenotypePCA(kpca.transform(k_ff / m), kpca.transform(k_pf / m), m)
+
+
+def out_of_fold_scores(k_ff: np.ndarray, k_pf: np.ndarray, held: np.ndarray, n_components: int,
+                       folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """PC scores with no person scored on axes their own genotypes helped fit.
+
+    ``k_ff`` ``(f, f)`` and ``k_pf`` ``(p, f)``: linear kernels of standardised genotypes
+    (:func:`standardised_kernels`, divided by the number of variants) of the fit
+    people and of people to project. ``held``: positions (into the fit people) of
+    those whose own scores are wanted, e.g. the training tokens.
+
+    Returns ``(projected (p, k), held_scores (len(held), k))``: the projected people on
+    axes fitted on every fit person, and each held person on axes fitted without
+    their fold (``folds`` folds), rotated onto the full fit's axes by orthogonal
+    Procrustes on the people both fits share (scipy). In-sample scores are inflated
+    by the person's own noise while projected ones are not; a model trained on
+    in-sample scores would meet differently scaled ones in new people.
+    """
+    from scipy.linalg import orthogonal_procrustes
+    from sklearn.decomposition import KernelPCA
+
+    k = min(n_components, len(k_ff) - 1)
+    full = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense")
+    fit_scores = full.fit_transform(k_ff)
+    projected = full.transform(k_pf)
+    held = np.asarray(held)
+    out = np.zeros((len(held), k))
+    rng = np.random.default_rng(seed)
+    for part in np.array_split(rng.permutation(len(held)), folds):
+        rest = np.setdiff1d(np.arange(len(k_ff)), held[part])
+        sub = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense")
+        rest_scores = sub.fit_transform(k_ff[np.ix_(rest, rest)])
+        rot, _ = orthogonal_procrustes(rest_scores, fit_scores[rest])
+        out[part] = sub.transform(k_ff[np.ix_(held[part], rest)]) @ rot
+    return projected, out

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from seq2king.errors import InputError
-from seq2king.model.transformer import Seq2King, Seq2KingConfig, masked_pair_mse
+from seq2king.model.transformer import Seq2King, Seq2KingConfig, attention_kl, masked_pair_mse
 
 
 class Seq2KingModule(pl.LightningModule):
@@ -24,7 +24,7 @@ class Seq2KingModule(pl.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None,
                  compile: bool = False, num_individuals: int = 0, target_mean: float = 0.0,
-                 num_features: int = 0, **model):
+                 target_top: float = 0.0, num_features: int = 0, attention_loss: float = 0.0, **model):
         """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
         super().__init__()
         self.save_hyperparameters()
@@ -38,10 +38,14 @@ class Seq2KingModule(pl.LightningModule):
         except TypeError as e:
             raise InputError(f"model config: {e}") from None
         self.net = Seq2King(self.cfg)
+        if self.cfg.head == "attention" and self.cfg.kernel == "distance" and self.cfg.symmetric_readout:
+            self.net.init_distance_readout(target_top, target_top - target_mean)
         self.optim_cfg = {"name": "adamw", "lr": 3e-4, "weight_decay": 0.01, "betas": (0.9, 0.98),
                           **(optimizer or {})}
         self.sched_cfg = {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.05, **(scheduler or {})}
         self.target_mean = target_mean
+        # the attention head with fixed temperatures only: other heads' attention is not read as kinship
+        self.attention_loss = float(attention_loss) if self.cfg.head == "attention" and self.cfg.temperatures() else 0.0
         # Not a registered submodule: the compiled wrapper shares self.net's weights, and
         # registering it would store every weight twice (``_compiled._orig_mod.*``) in the
         # checkpoint, which then would not load into an uncompiled model.
@@ -58,9 +62,17 @@ class Seq2KingModule(pl.LightningModule):
             dm.datasets["train"].set_epoch(self.current_epoch)
 
     def _step(self, batch, stage: str):
-        if stage == "train" and self.cfg.per_head_readout and self.cfg.head == "attention":
-            # every head's logits predict kinship: each head's attention is then meaningful
-            loss = masked_pair_mse(self.net(batch, per_head=True), batch["target"], batch["mask"])
+        if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
+            heads = self.net(batch, per_head=True)
+            # per_head_readout: every head's logits predict kinship, so each head's attention is meaningful
+            loss = masked_pair_mse(heads if self.cfg.per_head_readout else heads.mean(1), batch["target"], batch["mask"])
+            if self.attention_loss:
+                # weighted by T_h / T_max: in logit space the KL's gradient does not depend on T and
+                # the MSE's shrinks with it, so this keeps each head's balance of the two alike
+                t = self.net.pair_scale
+                kl = attention_kl(heads, batch["target"], batch["mask"], t, weight=t / t.max())
+                self.log("train/attention_kl", kl, batch_size=batch["mask"].shape[0])
+                loss = loss + self.attention_loss * kl
         else:
             pred = self(batch)
             loss = masked_pair_mse(pred, batch["target"], batch["mask"])

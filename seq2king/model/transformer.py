@@ -2,27 +2,33 @@
 
 One readable file, nanoGPT style. A sequence is a set of people; each person is a
 token (``kinship`` tokenizer: their KING values against a fixed reference panel,
+plus, from genotypes, their genomic relationship with the panel and genotype PCs,
 projected to ``d_model``; ``index`` tokenizer: a learned row per person, the
 paper's). Pre-LN encoder layers; no positional encoding by default, because a set
 of people has no order (the ``paper`` preset keeps sinusoidal positions). Heads
 predict the (scaled) kinship of every pair of tokens:
 
-- ``attention`` (default): read from the last layer's own attention logits (below);
-- ``pairwise``: symmetric, order-invariant, ``pred_ij = <W h_i, W h_j> / sqrt(d) + b``;
-- ``positional``: the paper's ``Linear(d_model -> max_len)``, ``pred_ij = out[i, j]``;
-- ``attention``: the last layer's attention logits, symmetrised and averaged over
-  heads, ``pred_ij = a * (s_ij + s_ji) / 2 + b`` with a fixed small ``a``
-  (``readout_temperature``, 0.1): the kinship the model predicts IS what its last
-  attention ranks people by, and to predict kinship in standard units the logits
-  must span several units, so attention concentrates on the most related people.
-  Symmetric and order-invariant. (With the embedding ``pairwise`` head nothing
-  ties attention to relatedness: on the default cohort its best test intra share
-  was 0.42 against 0.59 for entropy-matched softmax-KING.)
+- ``attention`` (default): read from the last layer's own attention logits,
+  ``pred_h(i, j) = T_h * logit_h(i, j) + b`` for each head h with a fixed temperature
+  ``T_h``, so the kinship the model predicts IS what its last attention ranks people
+  by. With ``symmetric_readout`` the keys are the queries, and with
+  ``kernel="distance"`` (default) the logits are ``-|q_i - q_j|^2 / (2 sqrt(d_head))``:
+  a Gaussian kernel in a learned space, so nobody can be a hub and the queries are
+  the model's embedding. The heads' temperatures spread geometrically
+  (``readout_temperature`` down to ``readout_temperature / readout_range``): each head
+  reads relatedness at its own resolution. Training adds to the pair MSE a row-wise
+  KL between each head's attention and softmax(KING / T_h) (:func:`attention_kl`),
+  which weighs the top of each row, where attention goes;
+- ``pairwise``: symmetric, order-invariant, ``pred_ij = <W h_i, W h_j> / sqrt(d) + b``
+  (nothing ties attention to kinship: on the default cohort its best test intra
+  share was 0.42 against 0.59 for entropy-matched softmax-KING);
+- ``positional``: the paper's ``Linear(d_model -> max_len)``, ``pred_ij = out[i, j]``.
 
 Two attention paths: training uses ``F.scaled_dot_product_attention`` (flash /
-memory-efficient kernels where available); analysis asks for ``need_weights`` and
-gets, per layer, the softmax weights ``(batch, heads, n, n)`` and the pre-softmax
-scores (for the ``negate`` inversion). Both paths agree to 1e-5 in float32.
+memory-efficient kernels where available; the distance kernel as one product of
+augmented vectors); analysis asks for ``need_weights`` and gets, per layer, the
+softmax weights ``(batch, heads, n, n)`` and the pre-softmax scores (for the
+``negate`` inversion). Both paths agree to 1e-5 in float32.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from seq2king.errors import InputError
 
 TOKENIZERS = ("kinship", "index")
 HEADS = ("pairwise", "positional", "attention")
+KERNELS = ("dot", "distance")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
@@ -58,16 +65,31 @@ class Seq2KingConfig:
     decoder_depth: int = 0  # decoder layers after the encoder (paper: 2)
     pair_dim: int = 64
     readout_temperature: float = 0.1  # attention head: fixed output scale (0 = learned); small = sharp attention
+    # attention head: the heads' temperatures spread geometrically from readout_temperature down to
+    # readout_temperature / readout_range, so the heads read relatedness at several resolutions (1: alike)
+    readout_range: float = 1.0
     symmetric_readout: bool = False  # attention head: the last layer's keys ARE its queries (symmetric logits)
     signed_readout: bool = False  # with symmetric_readout: half of each head's dimensions count negatively
     per_head_readout: bool = False  # attention head: train every head's logits to predict kinship, not their mean
+    kernel: str = "dot"  # symmetric last layer: "dot" (q_i . S q_j) or "distance" (-|q_i - q_j|^2 / 2)
     num_features: int = 0  # kinship tokenizer: features per token (0: panel_size, KING only)
+
+    def temperatures(self) -> list[float] | None:
+        """The attention head's output scale of each head; None when it is learned."""
+        t, h = float(self.readout_temperature), self.heads
+        if t <= 0:
+            return None
+        return [t / float(self.readout_range) ** (i / (h - 1) if h > 1 else 0.0) for i in range(h)]
 
     def validate(self) -> None:
         if self.tokenizer not in TOKENIZERS:
             raise InputError(f"model.tokenizer={self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
         if self.head not in HEADS:
             raise InputError(f"model.head={self.head!r}: choose one of {', '.join(HEADS)}")
+        if self.readout_range < 1:
+            raise InputError(f"model.readout_range={self.readout_range}: must be at least 1 (1: every head alike)")
+        if self.kernel not in KERNELS:
+            raise InputError(f"model.kernel={self.kernel!r}: choose one of {', '.join(KERNELS)}")
         if self.activation not in ACTIVATIONS:
             raise InputError(f"model.activation={self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         if self.heads < 1 or self.d_model % self.heads:
@@ -89,12 +111,19 @@ class Attention(nn.Module):
     readout that predicts kinship from symmetrised logits leaves their antisymmetric
     part free, and ``u_j - u_i`` in it makes person j a hub everyone attends to
     (the row softmax ignores ``u_i``); tied logits have no such part.
+
+    ``kernel="distance"`` (tied only): the logits are ``-|q_i - q_j|^2 / (2 sqrt(d_head))``,
+    a Gaussian kernel. A symmetric bilinear form can still hold ``u_i + u_j`` (person
+    j a hub for every row); a distance cannot: each person attends to the people
+    nearest to them in query space, and the model's embedding (the queries) is the
+    space its attention ranks people in.
     """
 
     def __init__(self, cfg: Seq2KingConfig, tied: bool = False):
         super().__init__()
         self.heads = cfg.heads
         self.tied = tied
+        self.distance = tied and cfg.kernel == "distance"
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
         if tied:
             self.v = nn.Linear(cfg.d_model, cfg.d_model)
@@ -103,7 +132,7 @@ class Attention(nn.Module):
             # as kinship between groups is (negative across, positive within).
             dh = cfg.d_model // cfg.heads
             sig = torch.ones(dh)
-            if cfg.signed_readout:
+            if cfg.signed_readout and not self.distance:
                 sig[dh // 2:] = -1.0
             self.register_buffer("signature", sig, persistent=False)
         else:
@@ -123,17 +152,24 @@ class Attention(nn.Module):
         else:
             k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
         key_mask = mask[:, None, None, :]  # (B, 1, 1, n_ctx)
+        scale = 1 / math.sqrt(d // h)
+        if self.distance:
+            # q_i.q_j - |q_i|^2/2 - |q_j|^2/2 = -|q_i - q_j|^2 / 2, as one product of augmented vectors
+            half = -0.5 * q.square().sum(-1, keepdim=True)
+            one = torch.ones_like(half)
+            q, k = torch.cat([q, half, one], -1), torch.cat([q, one, half], -1)
         if not need_weights:
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0)
+                q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0, scale=scale)
             weights = scores = None
         else:
             # The explicit path: same numbers, plus what analysis reads.
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
+            scores = (q @ k.transpose(-2, -1)) * scale
             scores = scores.masked_fill(~key_mask, float("-inf"))
             weights = scores.softmax(dim=-1)
             y = F.dropout(weights, self.dropout, self.training) @ v
         y = y.transpose(1, 2).reshape(b, n, d)
+        self.last_queries = q[..., : d // h].detach() if need_weights else None  # (B, H, n, d_head)
         return self.proj(y), weights, scores
 
 
@@ -209,10 +245,11 @@ class Seq2King(nn.Module):
         elif cfg.head == "attention":
             # With a fixed small scale the logits must be large to predict kinship,
             # so attention concentrates on the most related people.
-            if cfg.readout_temperature > 0:
-                self.register_buffer("pair_scale", torch.tensor(float(cfg.readout_temperature)))
+            temps = cfg.temperatures()
+            if temps is not None:  # (H,): set by the config, so not stored in checkpoints
+                self.register_buffer("pair_scale", torch.tensor(temps), persistent=False)
             else:
-                self.pair_scale = nn.Parameter(torch.ones(()))
+                self.pair_scale = nn.Parameter(torch.ones(cfg.heads))
             self.pair_bias = nn.Parameter(torch.zeros(()))
         else:
             self.out = nn.Linear(cfg.d_model, cfg.max_len)
@@ -225,6 +262,25 @@ class Seq2King(nn.Module):
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+
+    def init_distance_readout(self, top: float, spread: float) -> None:
+        """Start a distance readout where its targets are (a data-dependent init).
+
+        The prediction at distance 0 (the bias) starts at ``top``, the closest training
+        pairs; the last queries' weights are scaled so that two people's initial
+        predictions differ by about ``spread``: with unit-variance inputs, ``E|q_i - q_j|^2
+        = 2 d_head d_model std^2``, times ``readout_temperature / (2 sqrt(d_head))``.
+        Adam moves each weight by about the learning rate per step, so from the default
+        small init it takes hundreds of steps just to reach the targets' scale.
+        """
+        cfg = self.cfg
+        dh = cfg.d_model // cfg.heads
+        weight = (self.decoder or self.encoder)[-1].attn.q.weight  # (d_model, d_model), head h: rows h*dh..
+        with torch.no_grad():
+            self.pair_bias.fill_(top)
+            for h, scale in enumerate(cfg.temperatures() or [1.0] * cfg.heads):
+                std = math.sqrt(max(spread, 1e-3) * math.sqrt(dh) / (scale * dh * cfg.d_model))
+                nn.init.normal_(weight[h * dh:(h + 1) * dh], std=std)
 
     def embed(self, batch) -> torch.Tensor:
         if self.cfg.tokenizer == "kinship":
@@ -264,8 +320,8 @@ class Seq2King(nn.Module):
             pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
         elif self.cfg.head == "attention":
             logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0)  # (B, H, n, n)
-            logits = logits if per_head else logits.mean(1)
-            pred = self.pair_scale * (logits + logits.transpose(-1, -2)) / 2 + self.pair_bias
+            pred = self.pair_scale[:, None, None] * (logits + logits.transpose(-1, -2)) / 2 + self.pair_bias
+            pred = pred if per_head else pred.mean(1)
         else:
             if n > self.cfg.max_len:
                 raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
@@ -274,6 +330,10 @@ class Seq2King(nn.Module):
             # Embeddings: the final representation the prediction is made from (for the
             # attention head, the normalised input of the last attention).
             emb = query_input if self.cfg.head == "attention" else h
+            last_attn = (self.decoder or self.encoder)[-1].attn
+            if last_attn.distance:  # the space the last attention ranks people in: its queries, all heads
+                q = last_attn.last_queries
+                emb = q.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
             return pred, {"weights": weights, "scores": scores, "embeddings": emb}
         return pred
 
@@ -294,4 +354,29 @@ def masked_pair_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     err = (pred - target).square().masked_fill(~pairs, 0.0)
     dims = tuple(range(1, err.dim()))
     per_seq = err.sum(dim=dims) / (pairs.sum(dim=dims) * (pred.shape[1] if pred.dim() == 4 else 1)).clamp_min(1)
+    return per_seq.mean()
+
+
+def attention_kl(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 temperature: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise KL(softmax(target / T_h) || softmax(pred_h / T_h)) over the other real tokens.
+
+    ``pred`` (B, H, n, n) per-head predictions, ``target`` (B, n, n), ``temperature`` (H,).
+    With the attention head, ``pred_h / T_h`` is head h's attention logits up to a
+    constant per row, so this compares each head's attention (self excluded) with the
+    target's softmax at the same temperature: it weighs the top of each row, the
+    people attention goes to, where the pair MSE weighs every pair alike. Mean over
+    rows, then sequences and heads.
+    """
+    n = mask.shape[1]
+    pairs = (mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device))[:, None]
+    tau = temperature.view(1, -1, 1, 1)
+    low = -1e9  # not -inf: a padding row would give NaN
+    lp = (pred / tau).masked_fill(~pairs, low).log_softmax(-1)
+    lt = (target[:, None] / tau).masked_fill(~pairs, low).log_softmax(-1)
+    kl = (lt.exp() * (lt - lp)).masked_fill(~pairs, 0.0).sum(-1)  # (B, H, n)
+    rows = (mask & (mask.sum(1, keepdim=True) > 1))[:, None]
+    per_seq = kl.masked_fill(~rows, 0.0).sum(-1) / rows.sum(-1).clamp_min(1)  # (B, H)
+    if weight is not None:
+        per_seq = per_seq * weight
     return per_seq.mean()
