@@ -8,6 +8,7 @@ packed accumulators.
 """
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import FIXTURE
@@ -57,7 +58,8 @@ def heavy_missing():
     return g
 
 
-@pytest.mark.parametrize("block,memory", [(4096, 1 << 30), (1000, 1 << 30), (4096, 20 * 64 * 24)])
+# 60,000 bytes: one pass holds the band counts (42,496) but not the (n, n) missing-call buffers
+@pytest.mark.parametrize("block,memory", [(4096, 1 << 30), (1000, 1 << 30), (4096, 20 * 64 * 24), (4096, 60_000)])
 def test_engine_equals_direct_counts(heavy_missing, block, memory):
     kin_ref, counts = direct_king(heavy_missing)
     src = ArraySource(heavy_missing)
@@ -93,3 +95,10 @@ def test_clear_errors():
         KingEngine(ArraySource(np.zeros((1, 10), np.int8)))
     with pytest.raises(InputError, match="block_variants"):
         KingEngine(ArraySource(np.zeros((3, 10), np.int8)), block_variants=100000)
+
+
+def test_packed_decode_by_multiply_and_shift_is_floor_division():
+    from seq2king.genetics.king import _C, _DIV_MUL, _DIV_SHIFT
+
+    x = torch.arange(0, _C * 128, dtype=torch.int32)  # every value a pending packed product can hold
+    assert torch.equal(torch.mul(x, _DIV_MUL).bitwise_right_shift(_DIV_SHIFT), torch.div(x, _C, rounding_mode="floor"))
