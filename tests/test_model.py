@@ -129,7 +129,9 @@ def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
         pred, extra = net(x, need_weights=True)
         per_head = net(x, per_head=True)
     assert torch.allclose(fast, pred, atol=1e-5)  # SDPA (augmented vectors) and the explicit path agree
-    q = extra["embeddings"].view(3, 10, 4, 8).transpose(1, 2)  # the embedding is the last layer's queries
+    emb = extra["embeddings"]
+    # the embedding is the last layer's queries, each head's times sqrt(T_h)
+    q = emb.view(3, 10, 4, 8).transpose(1, 2) / torch.tensor(cfg.temperatures()).sqrt()[:, None, None]
     d2 = (q[..., :, None, :] - q[..., None, :, :]).square().sum(-1)
     s = extra["scores"][-1]
     real = (x["mask"][:, None, None, :] & x["mask"][:, None, :, None]).expand(3, 4, 10, 10)
@@ -138,6 +140,11 @@ def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
     t = torch.tensor(cfg.temperatures())[None, :, None, None]
     assert torch.allclose(per_head[real], (t * s + net.pair_bias)[real], atol=1e-5)
     assert torch.allclose(per_head.mean(1), pred, atol=1e-6)
+    # so that squared embedding distances are the heads' mean predicted kinship gap
+    gap = net.pair_bias - pred
+    e2 = (emb[:, :, None] - emb[:, None]).square().sum(-1) / (2 * 8 ** 0.5 * 4)
+    pairs = real[:, 0]
+    assert torch.allclose(gap[pairs], e2[pairs], atol=1e-4)
     # no column effect can make a hub: each row's most-attended other person is its nearest in query space
     w = extra["weights"][-1][0].clone()
     w[:, torch.arange(10), torch.arange(10)] = 0

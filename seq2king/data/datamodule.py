@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seq2king.data.cohort import Cohort, load_genotypes, load_king, load_simulated
 from seq2king.errors import InputError
@@ -105,6 +105,47 @@ class SequenceSet(Dataset):
         return self.plan[i]
 
 
+class LengthBuckets(Sampler):
+    """Training batches of similar-length sequences, so a batch is padded to little more than its own lengths.
+
+    Each epoch's plan (:class:`SequenceSet`, whose sequences are already random sets
+    of random length) is taken in windows of ``pool`` batches; each window is sorted
+    by length and cut into batches, and the batches are shuffled. The sequences of an
+    epoch and their number are unchanged: only which of them share a batch is. Under
+    DDP each process takes every ``world``-th batch (the trainer's own sampler
+    injection is turned off in the DDP presets). Lightning calls :meth:`set_epoch`.
+    """
+
+    def __init__(self, dataset: SequenceSet, batch_size: int, pool: int = 16, seed: int = 0):
+        self.dataset, self.batch_size, self.pool, self.seed = dataset, batch_size, pool, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def _batches(self) -> list[np.ndarray]:
+        lengths = np.array([len(s) for s in self.dataset.plan])
+        window = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(lengths), window):
+            idx = np.arange(start, min(start + window, len(lengths)))
+            idx = idx[np.argsort(lengths[idx], kind="stable")]
+            batches += [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(batches))
+        batches = [batches[i] for i in order]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            batches = batches[rank::world]
+        return batches
+
+    def __iter__(self):
+        return (b.tolist() for b in self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
 class Seq2KingDataModule(pl.LightningDataModule):
     """Builds the cohort, the split, the panel and the scaler; serves batches."""
 
@@ -115,7 +156,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
-                 genotype_pcs: int = 32, seed: int = 0):
+                 genotype_pcs: int = 32, bucket: bool = True, seed: int = 0):
         super().__init__()
         if source not in SOURCES:
             raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
@@ -140,6 +181,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if genotype_pcs < 0:
             raise InputError(f"data.genotype_pcs={genotype_pcs}: must be 0 (none) or more")
         self.genotype_pcs = genotype_pcs
+        self.bucket = bucket
         self.cohort: Cohort | None = None
 
     @staticmethod
@@ -286,24 +328,26 @@ class Seq2KingDataModule(pl.LightningDataModule):
 
     # -- batches ----------------------------------------------------------------------
     def collate(self, seqs: list[np.ndarray]) -> dict:
-        b, n = len(seqs), max(len(s) for s in seqs)
-        index = torch.full((b, n), -1, dtype=torch.long)
-        mask = torch.zeros((b, n), dtype=torch.bool)
-        for i, s in enumerate(seqs):
-            index[i, : len(s)] = torch.from_numpy(np.asarray(s))
-            mask[i, : len(s)] = True
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        mask = np.arange(lens.max())[None, :] < lens[:, None]  # (b, n), real tokens first
+        index = np.full(mask.shape, -1, dtype=np.int64)
+        index[mask] = np.concatenate(seqs)  # row by row, as the mask's True entries are ordered
+        index, mask = torch.from_numpy(index), torch.from_numpy(mask)
         safe = index.clamp_min(0)
         target = self.king_scaled[safe[:, :, None], safe[:, None, :]]
         features = self.features[safe]
         return {"index": index, "features": features, "target": target, "mask": mask}
 
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate, num_workers=self.num_workers,
-                          persistent_workers=False)
+    def _loader(self, name: str) -> DataLoader:
+        return DataLoader(self.datasets[name], batch_size=self.batch_size, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=False)
 
     def train_dataloader(self):
-        return self._loader("train")
+        if not self.bucket:
+            return self._loader("train")
+        sampler = LengthBuckets(self.datasets["train"], self.batch_size, seed=self.seed)
+        return DataLoader(self.datasets["train"], batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=False)
 
     def val_dataloader(self):
         return self._loader("val")

@@ -45,6 +45,7 @@ from seq2king.errors import InputError
 TOKENIZERS = ("kinship", "index")
 HEADS = ("pairwise", "positional", "attention")
 KERNELS = ("dot", "distance")
+
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
@@ -104,6 +105,33 @@ class Seq2KingConfig:
             raise InputError(f"model.panel_size={self.panel_size}: must be positive")
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a faster mask on the CPU.
+
+    On the CPU, ``torch.bernoulli_`` draws one random number at a time and was a
+    quarter of a training step (profiled at the paper preset). Here one 64-bit draw
+    gives four 16-bit uniforms, and an element is kept when its uniform is at or
+    above ``p``'s threshold: the keep probability is ``p`` rounded to 1/65536. The
+    boolean mask multiplies directly (no float copy of it). Elsewhere (CUDA) and in
+    eval mode, plain dropout. :meth:`add` is the residual ``x + dropout(a)``.
+    """
+
+    def _keep(self, x: torch.Tensor) -> torch.Tensor | None:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return None
+        n = x.numel()
+        bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        return bits.view(torch.int16)[:n].view(x.shape) >= int(round(self.p * 65536)) - 32768
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = self._keep(x)
+        return super().forward(x) if keep is None else (x * keep).mul_(1.0 / (1.0 - self.p))
+
+    def add(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``x + dropout(a)``."""
+        return x + self(a)
+
+
 class Attention(nn.Module):
     """Multi-head attention with a padding mask; optionally returns its weights.
 
@@ -139,37 +167,61 @@ class Attention(nn.Module):
             self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
+        self.attn_drop = Dropout(cfg.dropout)
 
-    def forward(self, x, mask, context=None, need_weights=False):
-        """x: (B, n, d); mask: (B, n_ctx) True for real tokens; context defaults to x."""
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n, d) -> (B, heads, n, d_head)."""
         b, n, d = x.shape
-        ctx = x if context is None else context
-        h = self.heads
-        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
+        return self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def _qk(self, x, ctx):
+        """Queries and keys, as one product of them gives the logits (times 1/sqrt(d_head))."""
+        q = self.queries(x)
         if self.tied:
-            assert context is None, "tied queries and keys need self-attention"
-            k, v = q * self.signature, self.v(x).view(b, n, h, d // h).transpose(1, 2)
+            assert ctx is x, "tied queries and keys need self-attention"
+            k = q * self.signature
         else:
-            k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
-        key_mask = mask[:, None, None, :]  # (B, 1, 1, n_ctx)
-        scale = 1 / math.sqrt(d // h)
+            b, m, d = ctx.shape
+            k = self.kv(ctx)[..., :d].view(b, m, self.heads, d // self.heads).transpose(1, 2)
         if self.distance:
             # q_i.q_j - |q_i|^2/2 - |q_j|^2/2 = -|q_i - q_j|^2 / 2, as one product of augmented vectors
             half = -0.5 * q.square().sum(-1, keepdim=True)
             one = torch.ones_like(half)
             q, k = torch.cat([q, half, one], -1), torch.cat([q, one, half], -1)
-        if not need_weights:
+        return q, k
+
+    def _v(self, ctx):
+        b, m, d = ctx.shape
+        v = self.v(ctx) if self.tied else self.kv(ctx)[..., d:]
+        return v.view(b, m, self.heads, d // self.heads).transpose(1, 2)
+
+    def logits(self, x, mask, context=None) -> torch.Tensor:
+        """The pre-softmax scores alone, (B, heads, n, n_ctx), padding keys at -inf."""
+        q, k = self._qk(x, x if context is None else context)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(x.shape[-1] // self.heads)
+        return scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+
+    def forward(self, x, mask, context=None, need_weights=False):
+        """x: (B, n, d); mask: (B, n_ctx) True for real tokens; context defaults to x."""
+        b, n, d = x.shape
+        ctx = x if context is None else context
+        v = self._v(ctx)
+        # SDPA's own dropout draws its mask with the CPU's slow bernoulli: there, the explicit path
+        cpu_dropout = self.training and self.dropout > 0 and x.device.type == "cpu"
+        if not need_weights and not cpu_dropout:
+            q, k = self._qk(x, ctx)
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0, scale=scale)
+                q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0,
+                scale=1 / math.sqrt(d // self.heads))
             weights = scores = None
         else:
             # The explicit path: same numbers, plus what analysis reads.
-            scores = (q @ k.transpose(-2, -1)) * scale
-            scores = scores.masked_fill(~key_mask, float("-inf"))
+            scores = self.logits(x, mask, context)
             weights = scores.softmax(dim=-1)
-            y = F.dropout(weights, self.dropout, self.training) @ v
+            y = self.attn_drop(weights) @ v
+            if not need_weights:
+                weights = scores = None
         y = y.transpose(1, 2).reshape(b, n, d)
-        self.last_queries = q[..., : d // h].detach() if need_weights else None  # (B, H, n, d_head)
         return self.proj(y), weights, scores
 
 
@@ -178,7 +230,7 @@ class MLP(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(cfg.d_model, cfg.ffn_dim), ACTIVATIONS[cfg.activation](),
-            nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_dim, cfg.d_model))
+            Dropout(cfg.dropout), nn.Linear(cfg.ffn_dim, cfg.d_model))
 
     def forward(self, x):
         return self.net(x)
@@ -195,15 +247,15 @@ class Block(nn.Module):
         self.ln_cross = nn.LayerNorm(cfg.d_model) if cross else None
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x, mask, memory=None, need_weights=False):
         a, w, s = self.attn(self.ln1(x), mask, need_weights=need_weights)
-        x = x + self.drop(a)
+        x = self.drop.add(x, a)
         if self.cross is not None:
             c, _, _ = self.cross(self.ln_cross(x), mask, context=memory, need_weights=need_weights)
-            x = x + self.drop(c)
-        x = x + self.drop(self.mlp(self.ln2(x)))
+            x = self.drop.add(x, c)
+        x = self.drop.add(x, self.mlp(self.ln2(x)))
         return x, w, s
 
 
@@ -234,7 +286,7 @@ class Seq2King(nn.Module):
             self.tokenizer = nn.Linear(cfg.num_features or cfg.panel_size, cfg.d_model)
         else:
             self.tokenizer = nn.Embedding(cfg.num_individuals + 1, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         tie_last = cfg.head == "attention" and cfg.symmetric_readout and cfg.decoder_depth == 0
         self.encoder = nn.ModuleList(Block(cfg, tied=tie_last and i == cfg.depth - 1) for i in range(cfg.depth))
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_depth))
@@ -296,44 +348,47 @@ class Seq2King(nn.Module):
         mask = batch["mask"]
         x = self.embed(batch)
         weights, scores = [], []
-        last = len(self.encoder) + len(self.decoder) - 1
-        for i, block in enumerate(self.encoder):
-            # the attention head needs the last layer's logits even in training
-            explicit = need_weights or (self.cfg.head == "attention" and i == last)
-            if i == last:
+        blocks = [(b, False) for b in self.encoder] + [(b, True) for b in self.decoder]
+        memory = None
+        for i, (block, is_decoder) in enumerate(blocks):
+            if is_decoder and memory is None:
+                memory = x
+            if i == len(blocks) - 1 and self.cfg.head == "attention":
                 query_input = block.ln1(x)  # what the last attention's queries and keys see
-            x, w, s = block(x, mask, need_weights=explicit)
+                if not need_weights:  # the head reads this layer's logits alone: skip its softmax, values, MLP
+                    scores.append(block.attn.logits(query_input, mask))
+                    break
+            x, w, s = block(x, mask, memory=memory, need_weights=need_weights)
             weights.append(w)
             scores.append(s)
-        memory = x
-        for i, block in enumerate(self.decoder, start=len(self.encoder)):
-            explicit = need_weights or (self.cfg.head == "attention" and i == last)
-            if i == last:
-                query_input = block.ln1(x)
-            x, w, s = block(x, mask, memory=memory, need_weights=explicit)
-            weights.append(w)
-            scores.append(s)
-        h = self.ln_f(x)
-        n = h.shape[1]
-        if self.cfg.head == "pairwise":
-            z = self.pair(h)
-            pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
-        elif self.cfg.head == "attention":
+        if self.cfg.head == "attention":
             logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0)  # (B, H, n, n)
             pred = self.pair_scale[:, None, None] * (logits + logits.transpose(-1, -2)) / 2 + self.pair_bias
             pred = pred if per_head else pred.mean(1)
         else:
-            if n > self.cfg.max_len:
-                raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
-            pred = self.out(h)[:, :, :n]
+            h = self.ln_f(x)
+            n = h.shape[1]
+            if self.cfg.head == "pairwise":
+                z = self.pair(h)
+                pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
+            else:
+                if n > self.cfg.max_len:
+                    raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
+                pred = self.out(h)[:, :, :n]
         if need_weights:
-            # Embeddings: the final representation the prediction is made from (for the
-            # attention head, the normalised input of the last attention).
-            emb = query_input if self.cfg.head == "attention" else h
-            last_attn = (self.decoder or self.encoder)[-1].attn
-            if last_attn.distance:  # the space the last attention ranks people in: its queries, all heads
-                q = last_attn.last_queries
+            # Embeddings: what the prediction is made from. Attention head: the last layer's
+            # queries, all heads, with the distance kernel (the space its attention ranks people
+            # in), else the normalised input of the last attention; other heads: the final output.
+            if self.cfg.head != "attention":
+                emb = self.ln_f(x)
+            elif blocks[-1][0].attn.distance:
+                # each head's queries times sqrt(T_h): squared distances are then, up to a constant,
+                # the gap between the closest-pair level and the heads' mean predicted kinship
+                q = blocks[-1][0].attn.queries(query_input)  # (B, H, n, d_head)
+                q = q * self.pair_scale.detach().abs().sqrt()[:, None, None]
                 emb = q.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+            else:
+                emb = query_input
             return pred, {"weights": weights, "scores": scores, "embeddings": emb}
         return pred
 
