@@ -157,3 +157,29 @@ def test_bad_simulate_model(tmp_path):
     res = run_cli("simulate", "--model", "NoSuchModel", "--samples", "10", "--out", tmp_path / "x")
     assert_clean_failure(res, "NoSuchModel", "AmericanAdmixture_4B18")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bim_short_line_named(tmp_path):
+    # 5 + 7 columns: the totals match a 6-column file, so the fast column-wise read must not take it
+    prefix = copy_bfile(tmp_path)
+    lines = (tmp_path / "d.bim").read_text().splitlines()
+    first = lines[0].split()
+    lines[3] = "\t".join(first[:5])
+    lines[4] = "\t".join(lines[4].split() + ["extra"])
+    (tmp_path / "d.bim").write_text("\n".join(lines) + "\n")
+    res, out = king(tmp_path, prefix)
+    assert_clean_failure(res, "d.bim", "line 4 has 5 columns", out_dir=out)
+
+
+def test_bim_fast_and_line_reads_agree(tmp_path):
+    from seq2king.genetics.genotypes import _read_bim
+
+    rows = [["1", "rs1", "0", "100", "A", "G"], ["2", "rs2", "0.5", "2e3", "C", "T"], ["X", "rs3", "0", "7", "G", "A"]]
+    regular = tmp_path / "regular.bim"
+    regular.write_text("\r\n".join("\t".join(r) for r in rows[:1] + rows[2:]) + "\r\n")
+    odd = tmp_path / "odd.bim"  # a non-integer position and a blank line: read line by line
+    odd.write_text("\n".join("\t".join(r) for r in rows[:2]) + "\n\n" + "\t".join(rows[2]) + "\n")
+    v, w = _read_bim(regular), _read_bim(odd)
+    assert list(v.chrom) == ["1", "X"] and list(v.pos) == [100, 7] and list(v.alt) == ["A", "G"]
+    assert list(w.chrom) == ["1", "2", "X"] and list(w.pos) == [100, 2000, 7] and list(w.ref) == ["G", "T", "A"]
+    assert v.chrom.dtype.kind == w.chrom.dtype.kind == "U"

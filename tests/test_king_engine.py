@@ -53,12 +53,13 @@ def heavy_missing():
     g = BedSource(FIXTURE).read_all(king_only=True)
     rng = np.random.default_rng(1)
     g = np.tile(g, (1, 3))  # ~14,500 variants: several 4096-blocks
-    g[5, rng.random(g.shape[1]) < 0.30] = MISSING  # >= 127 missing per block: unpacked path
+    g[4, :4096][rng.random(4096) < 0.60] = MISSING  # >= 127 missing in 256 variants: unpacked path
+    g[5, rng.random(g.shape[1]) < 0.30] = MISSING  # >= 127 missing per block: packed in shorter ranges
     g[6:12][rng.random((6, g.shape[1])) < 0.02] = MISSING  # packed, flushed mid-run
     return g
 
 
-# 60,000 bytes: one pass holds the band counts (42,496) but not the (n, n) missing-call buffers
+# under 1 MiB: the blocks in flight take the budget, so every band gets a pass of its own
 @pytest.mark.parametrize("block,memory", [(4096, 1 << 30), (1000, 1 << 30), (4096, 20 * 64 * 24), (4096, 60_000)])
 def test_engine_equals_direct_counts(heavy_missing, block, memory):
     kin_ref, counts = direct_king(heavy_missing)
@@ -102,3 +103,40 @@ def test_packed_decode_by_multiply_and_shift_is_floor_division():
 
     x = torch.arange(0, _C * 128, dtype=torch.int32)  # every value a pending packed product can hold
     assert torch.equal(torch.mul(x, _DIV_MUL).bitwise_right_shift(_DIV_SHIFT), torch.div(x, _C, rounding_mode="floor"))
+
+
+def test_packed_product_adds_both_counts_in_place():
+    from seq2king.genetics.king import _C, _add_packed
+
+    rng = np.random.default_rng(3)
+    g = torch.from_numpy(rng.integers(0, 3, (9, 300)).astype(np.int8))
+    mi = torch.from_numpy((rng.random((11, 300)) < 0.3).astype(np.int8))
+    h, a = g & 1, g >> 1
+    prod = torch._int_mm(torch.cat([a + _C * h, torch.zeros((7, 300), dtype=torch.int8)]), mi.T.contiguous())[:9]
+    hmi, q = torch.full((9, 11), 5, dtype=torch.int32), torch.full((9, 11), -2, dtype=torch.int32)
+    _add_packed(prod, hmi, q)
+    hm = h.int() @ mi.int().T
+    assert torch.equal(hmi, 5 + hm)
+    assert torch.equal(q, -2 + hm + 4 * (a.int() @ mi.int().T))
+
+
+def test_packed_ranges_split_a_block_until_counts_fit():
+    from seq2king.genetics.king import _C
+
+    rng = np.random.default_rng(0)
+    k = 4096
+    g = np.zeros((30, k), np.int8)
+    eng = KingEngine(ArraySource(g), progress=False)
+    ones = torch.ones((k, 8), dtype=torch.int8)
+
+    def chunks(rate_of_person_3):
+        mi = torch.from_numpy((rng.random((30, k)) < 0.01).astype(np.int8))
+        mi[3] = torch.from_numpy((rng.random(k) < rate_of_person_3).astype(np.int8))
+        return mi, eng._packable_chunks(mi, k, eng._rowsum(mi, ones), ones)
+
+    assert chunks(0.01)[1] == [(0, k)]
+    mi, split = chunks(0.25)  # ~1,000 missing: 4096 / 16 = 256-variant ranges hold ~64
+    assert len(split) > 1 and split[0][0] == 0 and split[-1][1] == k
+    assert all(b == c for (_, b), (c, _) in zip(split, split[1:]))
+    assert max(int(mi[:, a:b].sum(1).max()) for a, b in split) < _C
+    assert chunks(0.6)[1] is None  # ~154 in any 256 variants: counted separately

@@ -158,9 +158,26 @@ def read_fam(path: Path) -> SampleIds:
 def _read_bim(path: Path) -> Variants:
     """A .bim file: chrom, id, cM, position, allele 1 (ALT), allele 2 (REF), whitespace-separated.
 
-    Read line by line (no pandas): importing pandas alone cost ``seq2king king`` 0.15 s,
-    a fifth of plink2's whole run at 2,500 x 20k. A position that is not a number reads as 0.
+    No pandas (importing it alone cost ``seq2king king`` 0.15 s, a fifth of plink2's whole
+    run at 2,500 x 20k): a regular file (six columns per line, numeric positions) is split in
+    one pass and converted column-wise; anything else is read line by line, which names the
+    first short line. A position that is not a number reads as 0.
     """
+    if path.exists():
+        data = path.read_bytes()
+        tokens = data.split()
+        lines = data.count(b"\n") + (not data.endswith(b"\n"))
+        if b"\n\n" in data or data[:1] == b"\n" or b"\n\r\n" in data:
+            lines = sum(1 for line in data.splitlines() if line.strip())  # blank lines
+        if tokens and len(tokens) == 6 * lines:
+            cols = np.array(tokens, dtype=bytes).reshape(lines, 6)
+            try:
+                pos = cols[:, 3].astype(np.int64)
+            except ValueError:
+                pos = None
+            if pos is not None:
+                chrom, vid, a1, a2 = (cols[:, c].astype(str) for c in (0, 1, 4, 5))
+                return Variants(chrom=chrom, pos=pos, id=vid, ref=a2, alt=a1)
     rows = _read_table(path, ".bim", 6)
     if not rows:
         return Variants(*(np.array([], dtype=str) for _ in range(3)), np.array([], dtype=str),
@@ -240,8 +257,7 @@ class BedSource(GenotypeSource):
 
             self._bed = open_bed(
                 self.path, iid_count=len(self.samples), sid_count=len(self.variants),
-                num_threads=self.num_threads,
-                properties={"iid": self.samples.iid, "sid": self.variants.id},
+                num_threads=self.num_threads,  # counts given: it reads no .fam/.bim (0.14 s at 100k variants)
             )
         return self._bed
 

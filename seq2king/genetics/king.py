@@ -24,9 +24,15 @@ How the counts are formed, per block of variants, with g the non-REF count (0, 1
 Without missing calls that is a single product ``G @ G.T``. With them, one more
 product packs two small counts into one int32: ``(A + c*H) @ Mi.T = AMi + c*HMi``
 (``A`` hom-ALT; ``g^2 = H + 4A``), exact while nobody has ``c = 127`` or more
-missing calls among the blocks summed before decoding (checked; otherwise the
-counts are taken separately). With ``with_counts`` (the ``.kin0`` table) ``H @ H.T``
-(HETHET) and ``Mi @ Mi.T`` (for NSNP) are added.
+missing calls in the variants of one product: a block where someone has is split
+into shorter variant ranges until each fits (same operations in all), and only if
+that takes ranges under 256 variants are the counts taken separately. The missing-call
+counts are not even allocated until a missing call appears. With ``with_counts`` (the
+``.kin0`` table) ``H @ H.T`` (HETHET) and ``Mi @ Mi.T`` (for NSNP) are added.
+
+That is as far as int8 operands go: HMi is not symmetric, so its ``n x n`` entries
+cost as much as two triangles of ``G @ G.T``, and no third count fits in an operand
+of at most 127 (a missing-call block costs three triangles, plink2's bit counts one).
 
 Products are taken over lower-triangular bands of rows (rows r0..r1 against
 columns 0..r1), so about half of the pairs are computed, and bands are grouped
@@ -51,6 +57,9 @@ from seq2king.genetics.genotypes import GenotypeSource
 # Digit base for packing HMi and AMi into one int32 (int8 operands: <= 127).
 _C = 127
 _DIV_MUL, _DIV_SHIFT = 8257, 20  # x * 8257 >> 20 == x // 127 for 0 <= x < 127 * 128
+# Bytes per genotype of a block in flight: the block read, the next one read ahead, five int8
+# operands and the products' temporaries.
+_BLOCK_BYTES = 8
 
 
 @dataclass
@@ -88,13 +97,17 @@ def _kinship(num: np.ndarray, smaller_het: np.ndarray) -> np.ndarray:
         return 0.5 - num.astype(np.float64) / (4 * smaller_het).astype(np.float64)
 
 
-def _decode_packed(prod: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A + c*H) . Mi`` -> (HMi, missing-weighted g^2 = HMi + 4*AMi), exact while AMi, HMi < c.
+def _add_packed(prod: torch.Tensor, hmi: torch.Tensor, q: torch.Tensor) -> None:
+    """Add ``prod = (A + c*H) . Mi`` to the counts: ``hmi += HMi``, ``q += HMi + 4*AMi`` (missing-weighted
+    g^2), exact while AMi, HMi < c. ``prod`` is overwritten.
 
-    ``floor(prod / c)`` as a multiply and a shift (integer division is slow on the CPU),
-    exact over every value such a product can hold (tested)."""
-    hmi = (prod * _DIV_MUL).bitwise_right_shift_(_DIV_SHIFT)
-    return hmi, 4 * prod - (4 * _C - 1) * hmi
+    ``HMi = floor(prod / c)`` as a multiply and a shift (integer division is slow on the CPU),
+    exact over every value such a product can hold (tested); ``HMi + 4*AMi = 4*prod - (4c - 1)*HMi``.
+    In place: at N = 10,000 each temporary is a 15 MB band."""
+    q.add_(prod, alpha=4)
+    h = prod.mul_(_DIV_MUL).bitwise_right_shift_(_DIV_SHIFT)
+    hmi.add_(h)
+    q.sub_(h, alpha=4 * _C - 1)
 
 
 def _int_matmul(device: torch.device):
@@ -127,8 +140,10 @@ class KingEngine:
     device: ``"cpu"``, ``"cuda"``...; int8 products with int32 sums on both.
     block_variants: variants per product (8 to 65536; sums stay exact in int32).
     band_rows: rows per lower-triangular band.
-    memory_bytes: budget for the count accumulators; more people than fit in one
-        pass are handled in several passes over the genotypes.
+    memory_bytes: budget for the work (pair-count accumulators, genotype blocks in
+        flight, a band being finished); blocks shrink to a quarter of it and more
+        people than fit in one pass are handled in several passes over the genotypes.
+        The Python process and torch come on top (about 0.3 GB on CPU).
     """
 
     def __init__(
@@ -147,7 +162,6 @@ class KingEngine:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InputError("device=cuda: no CUDA device is available")
-        self.block_variants = block_variants
         self.n = source.n_samples
         if self.n < 2:
             raise InputError(f"{source.path}: KING needs at least 2 samples, found {self.n}")
@@ -159,6 +173,9 @@ class KingEngine:
             else:
                 memory_bytes = 8 << 30
         self.memory_bytes = memory_bytes
+        # Blocks in flight take _BLOCK_BYTES per genotype: at most a quarter of the budget.
+        fit = (memory_bytes // 4) // (_BLOCK_BYTES * self.n) // 8 * 8
+        self.block_variants = min(block_variants, max(fit, 256))
         self.progress = progress
         self.with_counts = with_counts
         self._mm = _int_matmul(self.device)
@@ -170,14 +187,20 @@ class KingEngine:
         return [(r0, min(r0 + b, self.n)) for r0 in range(0, self.n, b)]
 
     def _band_bytes(self, r0: int, r1: int) -> int:
-        return (r1 - r0) * r1 * (6 if self.with_counts else 4) * 4  # int32 accumulators
+        return (r1 - r0) * r1 * self._n_acc() * 4  # int32 accumulators
+
+    def _n_acc(self) -> int:
+        return 6 if self.with_counts else 4
 
     def passes(self) -> list[list[tuple[int, int]]]:
-        """Group bands so the accumulators of one group fit ``memory_bytes``."""
+        """Group bands so the accumulators of one group fit the budget left by the blocks in
+        flight and by the band being finished (its counts in int64 and a few temporaries)."""
+        finishing = min(self.band_rows, self.n) * self.n * 8 * (self._n_acc() + 4)
+        budget = self.memory_bytes - self.block_variants * _BLOCK_BYTES * self.n - finishing
         groups, cur, used = [], [], 0
         for r0, r1 in self.bands():
             need = self._band_bytes(r0, r1)
-            if cur and used + need > self.memory_bytes:
+            if cur and used + need > budget:
                 groups.append(cur)
                 cur, used = [], 0
             cur.append((r0, r1))
@@ -207,7 +230,9 @@ class KingEngine:
     def _run_pass(self, group, bar) -> Iterator[KingBand]:
         dev, n = self.device, self.n
         cols_needed = max(r1 for _, r1 in group)
-        names = ["gg", "hmi", "mih", "q"] + (["hh", "mimi"] if self.with_counts else [])
+        # The missing-call counts are allocated at the first block with a missing call.
+        names = ["gg"] + (["hh"] if self.with_counts else [])
+        missing_names = ["hmi", "mih", "q"] + (["mimi"] if self.with_counts else [])
         acc = {
             (r0, r1): {k: torch.zeros((r1 - r0, r1), dtype=torch.int32, device=dev) for k in names}
             for r0, r1 in group
@@ -216,6 +241,9 @@ class KingEngine:
         sq = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
         miss = torch.zeros(cols_needed, dtype=torch.int64, device=dev)
         n_var = 0
+        scratch = None
+        if dev.type == "cpu":
+            scratch = torch.empty(max(r1 - r0 for r0, r1 in group) * cols_needed, dtype=torch.int32)
         blocks = self.source.iter_blocks(self.block_variants, king_only=True)
         for block in _prefetch(blocks):
             k = block.shape[1]
@@ -227,25 +255,34 @@ class KingEngine:
             if dev.type != "cpu":
                 g = g.contiguous()
             # int8 bit tricks, no bool temporaries: g in {0, 1, 2, -127}
-            mi = -(g >> 7)  # 1 where missing
+            mi = (g < 0).view(torch.int8)  # 1 where missing
             gz = g.clamp_min(0)  # missing -> 0, so products count both-called only
             h = gz & 1  # heterozygous
             a = gz >> 1  # homozygous ALT
             ones = torch.ones((k, 8), dtype=torch.int8, device=dev)
-            het += self._rowsum(h, ones)
-            sq += self._rowsum(gz + 2 * a, ones)  # g^2 = g + 2*A
+            het_b = self._rowsum(h, ones)
+            het += het_b
+            sq += 2 * self._rowsum(gz, ones) - het_b  # g^2 = H + 4A = 2g - H
             m_per = self._rowsum(mi, ones)
             miss += m_per
             n_var += k
             block_missing = bool(m_per.any())
             ops = {"g": gz, "h": h, "mi": mi, "a": a}
-            packed = block_missing and int(m_per.max()) < _C
+            chunks = [(0, k)]
+            if block_missing:
+                if "q" not in next(iter(acc.values())):
+                    for (r0, r1), acc_b in acc.items():
+                        acc_b.update({key: torch.zeros((r1 - r0, r1), dtype=torch.int32, device=dev)
+                                      for key in missing_names})
+                chunks = self._packable_chunks(mi, k, m_per, ones)
+            packed = block_missing and chunks is not None
             if packed:
-                ops["w"] = a + _C * h
+                ops["w"] = torch.add(a, h, alpha=_C)
             if self._pad:
                 kp = -(-k // 8) * 8
                 rp = max(-(-cols_needed // 8) * 8, 24)
                 ops = {key: _pad_to(t, rp, kp) for key, t in ops.items()}
+                chunks = [(k0, kp if k1 == k else k1) for k0, k1 in chunks or []]
             for (r0, r1), acc_b in acc.items():
                 rows = slice(r0, r1)
                 c1 = r1
@@ -254,10 +291,13 @@ class KingEngine:
                     c1 = max(-(-r1 // 8) * 8, 24)
                 b = r1 - r0
 
-                def mm(p, q):
-                    return self._mm(ops[p][rows], ops[q][:c1].T)[:b, :r1]
+                def mm(p, q, k0=None, k1=None, reuse=False):
+                    x, y = ops[p][rows, k0:k1], ops[q][:c1, k0:k1].T
+                    if reuse and scratch is not None:  # a product used at once: no fresh pages each time
+                        return torch._int_mm(x, y, out=scratch[: x.shape[0] * c1].view(x.shape[0], c1))
+                    return self._mm(x, y)[:b, :r1]
 
-                acc_b["gg"] += mm("g", "g")
+                acc_b["gg"] += mm("g", "g", reuse=True)
                 if self.with_counts:
                     acc_b["hh"] += mm("h", "h")
                 if not block_missing:
@@ -265,10 +305,9 @@ class KingEngine:
                 if self.with_counts:
                     acc_b["mimi"] += mm("mi", "mi")
                 if packed:
-                    for key, (p, q) in (("hmi", ("w", "mi")), ("mih", ("mi", "w"))):
-                        hmi, qpart = _decode_packed(mm(p, q))
-                        acc_b[key] += hmi
-                        acc_b["q"] += qpart
+                    for k0, k1 in chunks:
+                        for key, (p, q) in (("hmi", ("w", "mi")), ("mih", ("mi", "w"))):
+                            _add_packed(mm(p, q, k0, k1, reuse=True), acc_b[key], acc_b["q"])
                 else:
                     hmi, mih = mm("h", "mi"), mm("mi", "h")
                     acc_b["hmi"] += hmi
@@ -286,6 +325,23 @@ class KingEngine:
             a = acc.pop((r0, r1))
             yield self._finish(r0, r1, {k: t.cpu().numpy().astype(np.int64) for k, t in a.items()}, stats)
 
+    def _packable_chunks(self, mi, k, m_per, ones) -> list[tuple[int, int]] | None:
+        """Variant ranges of the block in which nobody has ``_C`` or more missing calls, so the
+        packed product is exact in each; None when that takes ranges under 256 variants."""
+        parts = 1
+        while True:
+            if parts == 1:
+                if int(m_per.max()) < _C:
+                    return [(0, k)]
+            else:
+                step = -(-k // parts // 8) * 8
+                if step < 256:
+                    return None
+                chunks = [(c0, min(c0 + step, k)) for c0 in range(0, k, step)]
+                if all(int(self._rowsum(mi[:, c0:c1], ones[: c1 - c0]).max()) < _C for c0, c1 in chunks):
+                    return chunks
+            parts *= 2
+
     def _rowsum(self, t: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         # A product with a ones matrix: far faster than torch's int8 sums on CPU.
         if self.device.type == "cpu":
@@ -297,6 +353,8 @@ class KingEngine:
         het, sq, miss, n_var = stats["het"], stats["sq"], stats["miss"], stats["n_var"]
         het_r, het_c = het[r0:r1, None], het[None, :r1]
         # Het_i counted where j is called, and the reverse.
+        if "q" not in a:  # no missing call in any block
+            a = {**a, "hmi": 0, "mih": 0, "q": 0, "mimi": 0}
         het_i = het_r - a["hmi"]
         het_j = het_c - a["mih"]
         # 4*IBS0 + HET1_HOM2 + HET2_HOM1 = sum over both-called of (g_i - g_j)^2
