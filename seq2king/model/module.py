@@ -51,6 +51,18 @@ class Seq2KingModule(pl.LightningModule):
         # checkpoint, which then would not load into an uncompiled model.
         object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
 
+    @staticmethod
+    def check_config(optimizer=None, scheduler=None, compile=False, attention_loss=0.0, _target_=None,
+                     **model) -> None:
+        """Check the model's keys and values before any data is made (simulating or reading
+        it can take minutes): the error a bad value would give later, now."""
+        cfg = {k: v for k, v in model.items() if not k.startswith("_")}
+        cfg["num_individuals"] = max(1, int(cfg.get("num_individuals") or 0))
+        try:
+            Seq2KingConfig(**cfg).validate()
+        except TypeError as e:
+            raise InputError(f"model config: {e}") from None
+
     def forward(self, batch, need_weights: bool = False):
         if self._compiled is not None and not need_weights:
             return self._compiled(batch)
