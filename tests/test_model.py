@@ -217,3 +217,31 @@ def test_per_head_loss_is_the_mean_of_each_heads_loss():
     assert torch.allclose(ph.mean(1), net(batch), atol=1e-6)  # the reported prediction is the heads' mean
     s = net(batch, need_weights=True)[1]["scores"][-1]
     assert (torch.linalg.eigvalsh(s[0, 0]) < -1e-6).any()  # signed: the symmetric form can be indefinite
+
+
+def test_cpu_dropout_keeps_1_minus_p_and_scales():
+    from seq2king.model.transformer import Dropout
+
+    d = Dropout(0.1).train()
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(0)
+    y = d(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005  # binomial sd 0.0007
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d y / d x is the scaled mask
+    torch.manual_seed(0)
+    again = d(x)
+    assert torch.equal(again, y)  # seeded like torch's own dropout
+    torch.manual_seed(0)
+    base = torch.randn(400, 500)
+    torch.manual_seed(1)
+    r = d.add(base, x.detach())
+    torch.manual_seed(1)
+    assert torch.equal(r, base + d(x.detach()))
+    d.eval()
+    assert torch.equal(d(x), x)
+    # rows of a sequence are not masked alike: the 16-bit lanes are independent
+    rows = (y != 0).float()
+    assert abs(torch.corrcoef(rows[:2])[0, 1].item()) < 0.1
