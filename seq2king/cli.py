@@ -1,4 +1,4 @@
-"""The ``seq2king`` command: ``simulate``, ``king`` and ``inspect``.
+"""The ``seq2king`` command: ``simulate``, ``king``, ``trait`` and ``inspect``.
 
 Bad input prints one line, ``seq2king: error: ...``, and exits with status 2;
 no traceback and no partial output file.
@@ -107,6 +107,77 @@ def _run_king(args) -> int:
     return 0
 
 
+def _add_trait(sub):
+    p = sub.add_parser(
+        "trait", help="add a simulated trait to a cohort (PREFIX.pheno.tsv + PREFIX.causal.tsv)",
+        description="Simulate a trait on a cohort's own genotypes (liability threshold: causal SNPs at "
+        "heritability h2, environment, per-population shifts), optionally with case ascertainment skewed "
+        "by population, for auditing SNP -> trait models for the ancestry shortcut. Writes OUT.pheno.tsv "
+        "(FID IID trait; binary: 1 case, 0 control, people not ascertained left out) and OUT.causal.tsv.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bfile", help="PLINK 1 prefix (.bed/.bim/.fam)")
+    src.add_argument("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")
+    src.add_argument("--vcf", help="VCF or BCF file")
+    p.add_argument("--labels", help="labels TSV for --shift/--ascertain (default: PREFIX.labels.tsv if present)")
+    p.add_argument("--label-column", default="population", help="population column (default: %(default)s)")
+    p.add_argument("--h2", type=float, default=0.7, help="heritability on the liability scale (default: %(default)s)")
+    p.add_argument("--causal", type=int, default=500, help="causal SNPs, drawn at random (default: %(default)s)")
+    p.add_argument("--quantitative", action="store_true", help="write the liability itself, not case/control")
+    p.add_argument("--prevalence", type=float, default=0.5, help="share of cases before ascertainment (default: %(default)s)")
+    p.add_argument("--shift", action="append", default=[], metavar="POP=VALUE",
+                   help="environmental shift of a population's liability, in liability units (repeatable)")
+    p.add_argument("--ascertain", metavar="POP:SHARE",
+                   help="sample cases with SHARE from POP and controls with SHARE from elsewhere")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--out", required=True, help="output prefix")
+    p.set_defaults(func=_run_trait)
+
+
+def _parse_pairs(items, sep, what):
+    out = []
+    for item in items:
+        name, _, value = item.rpartition(sep)
+        try:
+            out.append((name, float(value)))
+        except ValueError:
+            name = ""
+        if not name:
+            raise InputError(f"{what} {item!r}: expected POP{sep}NUMBER")
+    return out
+
+
+def _run_trait(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from seq2king.genetics.genotypes import open_genotypes
+    from seq2king.genetics.labels import read_labels
+    from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
+
+    spec = TraitSpec(h2=args.h2, causal=args.causal, binary=not args.quantitative, prevalence=args.prevalence,
+                     shift=dict(_parse_pairs(args.shift, "=", "--shift")),
+                     ascertain=_parse_pairs([args.ascertain], ":", "--ascertain")[0] if args.ascertain else None,
+                     seed=args.seed)
+    source = open_genotypes(args.bfile, args.pfile, args.vcf)
+    labels_path = args.labels
+    prefix = args.bfile or args.pfile
+    if labels_path is None and prefix and Path(prefix + ".labels.tsv").exists():
+        labels_path = prefix + ".labels.tsv"
+    pops = None
+    if labels_path:
+        pops = read_labels(labels_path, source.samples.iid, column=args.label_column)
+    trait = simulate_trait(source.read_all(), spec, pops)
+    paths = write_trait(args.out, trait, source, spec)
+    kept = ~np.isnan(trait.values)
+    what = (f"{int(trait.values[kept].sum())} cases, {int((trait.values[kept] == 0).sum())} controls"
+            if spec.binary else f"{int(kept.sum())} values")
+    print(f"trait on {len(kept)} people: {what}; {spec.causal} causal SNPs, h2 {spec.h2}")
+    print("wrote " + " ".join(str(p) for p in paths))
+    return 0
+
+
 def _add_inspect(sub):
     p = sub.add_parser(
         "inspect", help="check a KING matrix (any format) and its labels; print a summary",
@@ -152,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_king(sub)
+    _add_trait(sub)
     _add_inspect(sub)
     return parser
 

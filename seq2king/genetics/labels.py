@@ -57,17 +57,7 @@ def read_labels(
             "set the label column to one that exists"
         )
     i_id, i_lab = header.index(id_col), header.index(label_col)
-    known = set(sample_ids)
-    labels: dict[str, str] = {}
-    for lineno, r in enumerate(rows, 2):
-        if len(r) <= max(i_id, i_lab):
-            raise FileFormatError(f"{path}: line {lineno} has {len(r)} fields, the header has {len(header)}")
-        sid, lab = r[i_id].strip(), r[i_lab].strip()
-        if sid not in known:
-            raise InputError(f"{path}: line {lineno}: sample {sid!r} is not in the genotype data")
-        if sid in labels:
-            raise FileFormatError(f"{path}: line {lineno}: sample {sid!r} is labelled twice")
-        labels[sid] = lab
+    labels = dict(sample_values(path, rows, len(header), i_id, i_lab, set(sample_ids)))
     missing = [s for s in sample_ids if s not in labels]
     if missing and not allow_unlabelled:
         raise InputError(
@@ -75,6 +65,22 @@ def read_labels(
             "label every sample or drop them from the data"
         )
     return [labels.get(s) for s in sample_ids]
+
+
+def sample_values(path, rows, n_header: int, i_id: int, i_val: int, known, first_line: int = 2):
+    """``(sample, value)`` of each row (stripped), in order: a short row, a sample not in
+    ``known`` or a sample given twice is an error naming the line."""
+    seen: set[str] = set()
+    for lineno, r in enumerate(rows, first_line):
+        if len(r) <= max(i_id, i_val):
+            raise FileFormatError(f"{path}: line {lineno} has {len(r)} fields, the header has {n_header}")
+        sid, value = r[i_id].strip(), r[i_val].strip()
+        if sid not in known:
+            raise InputError(f"{path}: line {lineno}: sample {sid!r} is not in the genotype data")
+        if sid in seen:
+            raise FileFormatError(f"{path}: line {lineno}: sample {sid!r} appears twice")
+        seen.add(sid)
+        yield sid, value
 
 
 def _canonical(column: str) -> str:
