@@ -87,10 +87,10 @@ def _is_multirun() -> bool:
 def build(cfg: DictConfig):
     """Instantiate datamodule, model, callbacks, loggers and trainer (no fitting)."""
     output_dir = Path(cfg.paths.output_dir)
-    if str(cfg.model.get("_target_", "")).endswith("Seq2KingModule"):
-        from seq2king.model.module import Seq2KingModule
-
-        Seq2KingModule.check_config(**OmegaConf.to_container(cfg.model, resolve=True))
+    target = cfg.model.get("_target_")
+    check = getattr(hydra.utils.get_class(target), "check_config", None) if target else None
+    if check is not None:  # the model's own checks first: making the data can take minutes
+        check(**OmegaConf.to_container(cfg.model, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,

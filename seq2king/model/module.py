@@ -28,15 +28,7 @@ class Seq2KingModule(pl.LightningModule):
         """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
         super().__init__()
         self.save_hyperparameters()
-        cfg = dict(model)
-        if cfg.get("tokenizer") == "index":
-            cfg["num_individuals"] = num_individuals
-        else:
-            cfg["num_features"] = num_features
-        try:
-            self.cfg = Seq2KingConfig(**cfg)
-        except TypeError as e:
-            raise InputError(f"model config: {e}") from None
+        self.cfg = self._config(model, num_individuals, num_features)
         self.net = Seq2King(self.cfg)
         if self.cfg.head == "attention" and self.cfg.kernel == "distance" and self.cfg.symmetric_readout:
             self.net.init_distance_readout(target_top, target_top - target_mean)
@@ -52,16 +44,24 @@ class Seq2KingModule(pl.LightningModule):
         object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
 
     @staticmethod
-    def check_config(optimizer=None, scheduler=None, compile=False, attention_loss=0.0, _target_=None,
-                     **model) -> None:
-        """Check the model's keys and values before any data is made (simulating or reading
-        it can take minutes): the error a bad value would give later, now."""
-        cfg = {k: v for k, v in model.items() if not k.startswith("_")}
-        cfg["num_individuals"] = max(1, int(cfg.get("num_individuals") or 0))
+    def _config(model: dict, num_individuals: int, num_features: int) -> Seq2KingConfig:
+        """The network's config from the model keys and what the data sets."""
+        cfg = dict(model)
+        if cfg.get("tokenizer") == "index":
+            cfg["num_individuals"] = num_individuals
+        else:
+            cfg["num_features"] = num_features
         try:
-            Seq2KingConfig(**cfg).validate()
+            return Seq2KingConfig(**cfg)
         except TypeError as e:
             raise InputError(f"model config: {e}") from None
+
+    @classmethod
+    def check_config(cls, optimizer=None, scheduler=None, compile=False, attention_loss=0.0, **model) -> None:
+        """Check the model's keys and values before any data is made (simulating or reading
+        it can take minutes): the error a bad value would give later, now."""
+        model = {k: v for k, v in model.items() if not k.startswith("_")}  # Hydra's _target_, _convert_
+        cls._config(model, num_individuals=1, num_features=0).validate()
 
     def forward(self, batch, need_weights: bool = False):
         if self._compiled is not None and not need_weights:
