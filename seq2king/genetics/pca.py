@@ -27,6 +27,21 @@ class GenotypePCA:
     n_variants: int  # variants used (polymorphic among the fit people)
 
 
+def allele_frequencies(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ALT frequency of each column of ``g`` (int8 ALT counts) over its called genotypes,
+    and which columns are usable: called somewhere and polymorphic."""
+    called = g != MISSING
+    n_called = called.sum(0)
+    freq = np.where(called, g, 0).sum(0, dtype=np.int64) / np.maximum(2 * n_called, 1)
+    return freq, (n_called > 0) & (freq > 0) & (freq < 1)
+
+
+def standardise(g: np.ndarray, freq: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """``(g - 2p) / sqrt(2p(1 - p))`` column-wise, missing calls 0 (the mean)."""
+    mean, sd = (2 * freq).astype(dtype), np.sqrt(2 * freq * (1 - freq)).astype(dtype)
+    return np.where(g == MISSING, dtype(0), (g.astype(dtype) - mean) / sd)
+
+
 def standardised_blocks(source: GenotypeSource, freq_rows: np.ndarray, block_size: int = 8192,
                         dtype=np.float32):
     """Yield ``(n_samples, b)`` blocks of standardised genotypes, frequencies from ``freq_rows`` only.
@@ -35,16 +50,9 @@ def standardised_blocks(source: GenotypeSource, freq_rows: np.ndarray, block_siz
     """
     freq_rows = np.asarray(freq_rows)
     for block in source.iter_blocks(block_size=block_size, king_only=True):
-        f = block[freq_rows]
-        called = f != MISSING
-        n_called = called.sum(0)
-        freq = np.where(called, f, 0).sum(0, dtype=np.int64) / np.maximum(2 * n_called, 1)
-        keep = (n_called > 0) & (freq > 0) & (freq < 1)
-        if not keep.any():
-            continue
-        g = block[:, keep]
-        mean, sd = (2 * freq[keep]).astype(dtype), np.sqrt(2 * freq[keep] * (1 - freq[keep])).astype(dtype)
-        yield np.where(g == MISSING, dtype(0), (g.astype(dtype) - mean) / sd)
+        freq, keep = allele_frequencies(block[freq_rows])
+        if keep.any():
+            yield standardise(block[:, keep], freq[keep], dtype)
 
 
 def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,

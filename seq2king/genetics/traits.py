@@ -35,6 +35,7 @@ from seq2king.errors import FileFormatError, InputError
 from seq2king.fileio import atomic_files
 from seq2king.genetics.genotypes import GenotypeSource, SampleIds
 from seq2king.genetics.labels import sample_values
+from seq2king.genetics.pca import allele_frequencies, standardise
 
 MISSING_VALUES = {"", "NA", "nan", "NaN", "-9", "."}
 
@@ -79,20 +80,18 @@ class Trait:
 
 
 def simulate_trait(genotypes: np.ndarray, spec: TraitSpec, populations: list[str] | None = None) -> Trait:
-    """The trait for ``genotypes`` ``(n, m)`` int8 (0/1/2 ALT counts, negative = missing)."""
+    """The trait for ``genotypes`` ``(n, m)`` int8 (0/1/2 ALT counts, ``MISSING`` = missing)."""
     spec.validate(None if populations is None else set(populations))
-    n, m = genotypes.shape
+    n = len(genotypes)
     rng = np.random.default_rng(spec.seed)
-    called = genotypes >= 0
-    counts = np.where(called, genotypes, 0).astype(np.float64)
-    freq_all = counts.sum(0) / np.maximum(2 * called.sum(0), 1)
-    usable = np.flatnonzero((freq_all > 0) & (freq_all < 1))
+    freq_all, usable = allele_frequencies(genotypes)
+    usable = np.flatnonzero(usable)
     if len(usable) < spec.causal:
         raise InputError(f"causal={spec.causal}: only {len(usable)} polymorphic variants in the cohort")
     causal = np.sort(rng.choice(usable, spec.causal, replace=False))
     p = freq_all[causal]
     sd = np.sqrt(2 * p * (1 - p))
-    z = np.where(called[:, causal], (counts[:, causal] - 2 * p) / sd, 0.0)
+    z = standardise(genotypes[:, causal], p, np.float64)
     beta = rng.standard_normal(spec.causal)
     g = z @ beta
     scale = math.sqrt(spec.h2 / g.var()) if spec.h2 > 0 and g.var() > 0 else 0.0
