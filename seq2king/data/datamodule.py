@@ -143,7 +143,11 @@ class LengthBuckets(Sampler):
         return (b.tolist() for b in self._batches())
 
     def __len__(self) -> int:
-        return len(self._batches())
+        n, window = len(self.dataset.plan), self.batch_size * self.pool
+        total = sum(-(-min(window, n - start) // self.batch_size) for start in range(0, n, window))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return len(range(torch.distributed.get_rank(), total, torch.distributed.get_world_size()))
+        return total
 
 
 class Seq2KingDataModule(pl.LightningDataModule):
