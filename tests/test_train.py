@@ -211,9 +211,10 @@ def test_submitit_local_launcher(tmp_path, cache_dir):
     assert "val/loss" in json.loads((tmp_path / "sub" / "0" / "metrics.json").read_text())
 
 
-def test_ddp_sim_two_processes(tmp_path, cache_dir):
+@pytest.mark.parametrize("bucket", ["true", "false"])
+def test_ddp_sim_two_processes(tmp_path, cache_dir, bucket):
     res = cli(tmp_path, cache_dir, "trainer=ddp_sim", "trainer.max_epochs=1", "logger=csv",
-              f"hydra.run.dir={tmp_path}/ddp")
+              f"data.bucket={bucket}", f"hydra.run.dir={tmp_path}/ddp")
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     # two processes split the 96 sequences: 48 each, batch 16 -> 3 steps

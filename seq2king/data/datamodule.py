@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from seq2king.data.cohort import Cohort, load_genotypes, load_king, load_simulated
 from seq2king.errors import InputError
@@ -343,7 +343,11 @@ class Seq2KingDataModule(pl.LightningDataModule):
         return {"index": index, "features": features, "target": target, "mask": mask}
 
     def _loader(self, name: str) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, collate_fn=self.collate,
+        ds, sampler = self.datasets[name], None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # the DDP presets turn the trainer's sampler injection off (for LengthBuckets): shard here
+            sampler = DistributedSampler(ds, shuffle=False)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate,
                           num_workers=self.num_workers, persistent_workers=False)
 
     def train_dataloader(self):
