@@ -22,7 +22,7 @@ def _add_simulate(sub):
     )
     p.add_argument("--model", default="AmericanAdmixture_4B18",
                    help="stdpopsim HomSap model id, a demes .yaml file, FiveContinents, FiveContinentsSubpopulations "
-                        "or WithinContinent26 (26 populations, Balding-Nichols; default: %(default)s)")
+                        "WithinContinent26 (26 populations, Balding-Nichols) or TwoPopulations (two drifted populations, the audit scenario; default: %(default)s)")
     p.add_argument("--samples", type=int, default=1000, help="number of people (default: %(default)s)")
     p.add_argument("--length", type=float, default=20e6, help="base pairs to simulate (default: %(default).0f)")
     p.add_argument("--seed", type=int, default=1, help="random seed; same seed, same bytes (default: %(default)s)")
@@ -37,7 +37,7 @@ def _add_simulate(sub):
     p.add_argument("--aims-spacing", type=float, default=0.0,
                    help="with --aims: at least this many bp between chosen variants (default: %(default).0f)")
     p.add_argument("--loci", type=int, default=10_000,
-                   help="WithinContinent26: unlinked loci to draw (default: %(default)s)")
+                   help="WithinContinent26, TwoPopulations: unlinked loci to draw (default: %(default)s)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=_run_simulate)
 

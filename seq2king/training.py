@@ -93,9 +93,12 @@ def build(cfg: DictConfig):
         check(**OmegaConf.to_container(cfg.model, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
-    model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
-                                    target_mean=datamodule.target_mean,
-                                    target_top=datamodule.target_top, num_features=datamodule.num_features)
+    if hasattr(datamodule, "model_kwargs"):  # the audit task: the data says what its model needs
+        model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs())
+    else:
+        model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
+                                        target_mean=datamodule.target_mean,
+                                        target_top=datamodule.target_top, num_features=datamodule.num_features)
     loggers = instantiate_loggers(cfg, output_dir)
     callbacks = []
     for c in (cfg.get("callbacks") or {}).values():
@@ -155,7 +158,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
             # Test on one device: a distributed sampler pads and splits the test
             # people, and spawned workers do not share the loggers' state.
             tester = pl.Trainer(accelerator=trainer.accelerator, devices=1, logger=False,
-                                enable_progress_bar=False, precision=cfg.trainer.get("precision", "32-true"))
+                                enable_progress_bar=False, precision=cfg.trainer.get("precision", "32-true"),
+                                callbacks=[c for c in trainer.callbacks if getattr(c, "after_test", False)])
         tester.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         test_metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         if tester is not trainer:
@@ -163,7 +167,10 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
                 lg.log_metrics(test_metrics, step=trainer.global_step)
         metrics.update(test_metrics)
     write_json(output_dir / "metrics.json", dict(sorted(metrics.items())))
-    if "test/loss" in metrics:
+    if "test/auroc" in metrics:
+        print(f"test: AUROC {metrics['test/auroc']:.3f} on {len(datamodule.splits['test'])} people never seen in "
+              "training; python analyze.py run_dir=THIS_RUN for the audit report", flush=True)
+    elif "test/skill" in metrics:
         print(f"test: MSE {metrics['test/loss']:.4f} vs predict-the-mean {metrics['test/baseline_loss']:.4f} "
               f"(skill {metrics['test/skill']:.3f}) on {len(datamodule.splits['test'])} people never seen in "
               "training", flush=True)
@@ -178,7 +185,9 @@ def check_data_keys(argv: list[str], conf_dir: Path) -> None:
     """
     import difflib
 
-    known = set(OmegaConf.load(conf_dir / "data" / "simulated.yaml"))
+    known = set()
+    for f in sorted((conf_dir / "data").glob("*.yaml")):  # the audit's data config has keys of its own
+        known |= {k for k in OmegaConf.load(f) if k != "defaults"}
     for arg in argv:
         key, eq, _ = arg.partition("=")
         if not eq or not key.startswith("data.") or key.startswith(("+", "~")):

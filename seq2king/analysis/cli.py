@@ -24,6 +24,14 @@ def run(cfg: DictConfig) -> dict | None:
             rows = compare(Path(cfg.compare))
             print(f"compared {len(rows)} runs: {cfg.compare}/compare.csv and compare.md")
             return None
+        if cfg.get("run_dir") and _is_audit(Path(cfg.run_dir)):
+            from seq2king.audit.report import audit_report
+
+            s = audit_report(cfg.run_dir, top_k=cfg.get("top_k"), rank_by=cfg.get("rank_by"),
+                             wandb_log=cfg.get("wandb", True))
+            print(audit_line(s), flush=True)
+            print(f"analysis in {s['analysis_dir']}", flush=True)
+            return s
         a = cfg.analysis
         levels = a.get("levels")
         settings = AnalysisSettings(split=cfg.split, max_sequence=a.max_sequence, coverage=a.coverage,
@@ -41,6 +49,40 @@ def run(cfg: DictConfig) -> dict | None:
     print(headline_line(summary), flush=True)
     print(f"analysis in {summary['analysis_dir']}", flush=True)
     return summary
+
+
+def _is_audit(run_dir: Path) -> bool:
+    path = run_dir / ".hydra" / "config.yaml"
+    return path.exists() and "audit" in OmegaConf.load(path)
+
+
+def audit_line(s: dict) -> str:
+    a, o, p = s["auroc"], s["oracle_auroc"], s["precision_at_k"]
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    line = (f"audit ({s['arch']}, correction {s['correction']}): test AUROC {f(a['overall'])} overall, "
+            f"{f(a['within_population'])} within population; ancestry alone {f(s['ancestry_auroc'])}")
+    if o:
+        line += f"; oracle {f(o['overall'])} / {f(o['within_population'])}"
+    if p:
+        line += (f"; precision@{p['k']} {p['value']:.3f} (chance {p['chance']:.3f}, p = {p['p_value']:.2g})")
+    if s["shortcut_index"] is not None:
+        line += f"; shortcut index {s['shortcut_index']:.2f}"
+    return line
+
+
+def audit_row(s: dict) -> dict:
+    """The audit figures of one job, for the sweep table."""
+    p = s.get("precision_at_k") or {}
+    o = s.get("oracle_auroc") or {}
+    r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    return {"correction": s["correction"], "arch": s["arch"], "auroc_overall": r(s["auroc"]["overall"]),
+            "auroc_within_population": r(s["auroc"]["within_population"]), "accuracy": r(s["accuracy"]),
+            "ancestry_auroc": r(s["ancestry_auroc"]), "oracle_within_population": r(o.get("within_population")),
+            "precision_at_k": r(p.get("value")), "chance": r(p.get("chance")), "p_value": p.get("p_value"),
+            "shortcut_index": r(s["shortcut_index"])}
 
 
 def summary_row(s: dict) -> dict:
@@ -85,6 +127,11 @@ def compare(sweep_dir: Path) -> list[dict]:
         summ = job / "analysis" / "summary.json"
         if summ.exists():
             row.update(summary_row(json.loads(summ.read_text())))
+        audit = job / "analysis" / "audit.json"
+        if audit.exists():
+            row.update(audit_row(json.loads(audit.read_text())))
+            row.update({k: round(v, 5) for k, v in json.loads(metrics.read_text()).items()
+                        if k in ("val/auroc", "test/auroc")} if metrics.exists() else {})
         rows.append(row)
     if not rows:
         raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")
@@ -97,4 +144,8 @@ def compare(sweep_dir: Path) -> list[dict]:
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r.get(k, "")) for k in cols) + " |" for r in rows]
         md.write_text("\n".join(lines) + "\n")
+    if any("auroc_overall" in r for r in rows):
+        from seq2king.audit.report import compare_plot
+
+        compare_plot(sweep_dir / "compare_auroc.png", rows)
     return rows

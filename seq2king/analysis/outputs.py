@@ -226,8 +226,10 @@ def unlabelled_extras(out: Path, ctx, model_ex, s) -> dict:
 # ----------------------------------------------------------------------------- W&B
 
 
-def log_wandb(run_dir: Path, out: Path, summary: dict) -> None:
-    """Log to the training run (resumed by id) or a new run in its group, offline by default."""
+def log_wandb(run_dir: Path, out: Path, summary: dict, flat: dict | None = None) -> None:
+    """Log to the training run (resumed by id) or a new run in its group, offline by default.
+
+    ``flat``: scalars to log as they are (the audit report's)."""
     import os
 
     import wandb
@@ -245,7 +247,7 @@ def log_wandb(run_dir: Path, out: Path, summary: dict) -> None:
         kwargs.update(group=run_dir.parent.name)
     run = wandb.init(**kwargs)
     try:
-        flat = {}
+        flat = dict(flat or {})
         for row in summary.get("methods", []):
             flat[f"analysis/{row['level']}/{row['kind']}/{row['method']}/{row['figure']}"] = row["value"]
         for level, block in summary.get("levels", {}).items():

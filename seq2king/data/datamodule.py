@@ -160,7 +160,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
-                 genotype_pcs: int = 32, bucket: bool = True, seed: int = 0):
+                 genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0):
         super().__init__()
         if source not in SOURCES:
             raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
@@ -186,6 +186,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
             raise InputError(f"data.genotype_pcs={genotype_pcs}: must be 0 (none) or more")
         self.genotype_pcs = genotype_pcs
         self.bucket = bucket
+        self.split_file = split_file
         self.cohort: Cohort | None = None
 
     @staticmethod
@@ -226,12 +227,15 @@ class Seq2KingDataModule(pl.LightningDataModule):
             return
         cohort = self.load_cohort()
         n = len(cohort.ids)
-        rng = np.random.default_rng(self.split_seed)
-        order = rng.permutation(n)
-        n_train = int(round(self.split_fracs[0] * n))
-        n_val = int(round(self.split_fracs[1] * n))
-        splits = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
-                  "test": np.sort(order[n_train + n_val:])}
+        if self.split_file:
+            splits = self._read_split_file(cohort.ids)
+        else:
+            rng = np.random.default_rng(self.split_seed)
+            order = rng.permutation(n)
+            n_train = int(round(self.split_fracs[0] * n))
+            n_val = int(round(self.split_fracs[1] * n))
+            splits = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
+                      "test": np.sort(order[n_train + n_val:])}
         for name, idx in splits.items():
             if len(idx) < 2:
                 raise InputError(
@@ -273,6 +277,35 @@ class Seq2KingDataModule(pl.LightningDataModule):
         log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
                  cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
                  self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    def _read_split_file(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """``data.split_file``: a JSON ``{"train": [IDs], "val": [...], "test": [...]}`` (a run's
+        ``split.json`` works; its panel counts as training). People in no list are left out."""
+        import json
+
+        path = Path(self.split_file)
+        try:
+            given = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"data.split_file={path}: file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"data.split_file={path}: not JSON ({e})") from None
+        if not isinstance(given, dict) or any(not isinstance(given.get(k), list) for k in ("train", "val", "test")):
+            raise InputError(f"data.split_file={path}: needs lists of sample IDs under train, val and test")
+        index = {iid: i for i, iid in enumerate(ids)}
+        out, seen = {}, set()
+        for name in ("train", "val", "test"):
+            names = list(given[name]) + (list(given.get("panel") or []) if name == "train" else [])
+            missing = [str(x) for x in names if x not in index]
+            if missing:
+                raise InputError(f"data.split_file={path}: {len(missing)} {name} ID(s) not in the cohort, "
+                                 f"e.g. {missing[0]!r}")
+            twice = seen.intersection(names)
+            if twice:
+                raise InputError(f"data.split_file={path}: {next(iter(twice))!r} is in more than one split")
+            seen.update(names)
+            out[name] = np.sort(np.array([index[x] for x in names], dtype=np.int64))
+        return out
 
     def _genotype_features(self, cohort: Cohort, source, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
         """What KING-robust discards on purpose, allele frequencies, as token features ``(n, panel + pcs)``.

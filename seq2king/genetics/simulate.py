@@ -165,12 +165,17 @@ def simulate(
     Fst among those with MAF >= ``aims_maf`` and at least ``aims_spacing`` bp from a
     better one (an ancestry-informative panel; real panels spread their markers over
     the genome, so markers should not be copies of one haplotype block).
+    ``model=TwoPopulations`` draws ``loci`` unlinked loci in two drifted populations
+    (:func:`simulate_two_populations`, the confounding audit's scenario).
     ``model=WithinContinent26`` draws ``loci`` unlinked loci instead
     (:func:`simulate_within_continent`; ``length`` is then the contig its continental
     frequencies come from).
 
     Returns a summary: sample counts per population and the number of variants.
     """
+    if model == TWO_POPULATIONS:
+        return simulate_two_populations(out, samples=samples, loci=loci, length=length, seed=seed,
+                                        maf=max(maf, 0.05))
     if model == WITHIN_CONTINENT:
         return simulate_within_continent(out, samples=samples, loci=loci, length=length, seed=seed,
                                          workers=workers, progress=progress)
@@ -420,3 +425,59 @@ def hudson_fst(dos: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     num = (pa - pb) ** 2 - pa * (1 - pa) / (na - 1) - pb * (1 - pb) / (nb - 1)
     den = pa * (1 - pb) + pb * (1 - pa)
     return float(num.sum() / den.sum())
+
+
+TWO_POPULATIONS = "TwoPopulations"
+
+
+def simulate_two_populations(out, samples: int = 2000, loci: int = 10_000, length: float = 50e6, seed: int = 1,
+                             fst: tuple[float, float] = (0.2, 0.4), maf: float = 0.05,
+                             ancestral_size: float = 10_000) -> dict:
+    """Two populations drifted from one ancestor (Balding-Nichols), ``loci`` unlinked loci.
+
+    The design of Dagasso et al. (2025)'s simulation, with frequencies from a coalescent:
+
+    1. Ancestral allele frequencies: one population of ``ancestral_size`` (msprime,
+       human mutation and recombination rates), 100 diploid people over ``length`` bp;
+       ``loci`` variants with MAF >= ``maf`` evenly spaced along it (nearly unlinked).
+    2. Population k drifts by ``fst[k]``: ``p_k ~ Beta(p (1 - F) / F, (1 - p)(1 - F) / F)``.
+    3. People: ``Binomial(2, p_k)`` per locus, ``samples / 2`` per population (POP1, POP2).
+    """
+    import msprime
+
+    if samples < 4:
+        raise InputError(f"--samples {samples}: need at least 2 people in each population")
+    if loci < 100:
+        raise InputError(f"--loci {loci}: need at least 100 loci")
+    for f in fst:
+        if not 0 < f < 1:
+            raise InputError(f"fst={f}: each population's drift must be in (0, 1)")
+    ss = np.random.SeedSequence(seed)
+    s_anc, s_mut, s_draw = (int(x) for x in ss.generate_state(3))
+    ts = msprime.sim_ancestry(samples=100, population_size=ancestral_size, sequence_length=length,
+                              recombination_rate=1e-8, random_seed=s_anc % (2**31 - 1) + 1)
+    ts = msprime.sim_mutations(ts, rate=1.29e-8, random_seed=s_mut % (2**31 - 1) + 1,
+                               model=msprime.BinaryMutationModel())
+    hap = ts.genotype_matrix()  # (sites, 200 haplotypes)
+    p = hap.mean(1)
+    common = np.flatnonzero(np.minimum(p, 1 - p) >= maf)
+    if len(common) < loci:
+        raise InputError(f"--loci {loci}: the {length:.0f} bp ancestral contig gave {len(common)} variants "
+                         f"with MAF >= {maf}; raise --length")
+    p = p[common[np.linspace(0, len(common) - 1, loci).round().astype(int)]]
+    rng = np.random.default_rng(s_draw)
+    counts = allocate(samples, [1.0, 1.0])
+    names = ["POP1", "POP2"]
+    dos, pop_of = [], []
+    for name, f, n in zip(names, fst, counts):
+        pk = rng.beta(p * (1 - f) / f, (1 - p) * (1 - f) / f)
+        dos.append(rng.binomial(2, pk, size=(n, loci)).astype(np.int8))
+        pop_of += [name] * n
+    dos = np.concatenate(dos).T  # (loci, people)
+    width = len(str(samples))
+    iids = [f"{q}_{i + 1:0{width}d}" for i, q in enumerate(pop_of)]
+    pos = (np.arange(loci) + 1) * 100_000
+    paths = _write_cohort(out, iids, pop_of, pop_of, ["1"] * loci, pos, ["A"] * loci, ["G"] * loci, dos)
+    return {"model": f"{TWO_POPULATIONS} (Balding-Nichols, F {fst[0]} and {fst[1]})",
+            "samples": {q: pop_of.count(q) for q in names}, "variants": int(loci), "length": int(length),
+            "files": paths}

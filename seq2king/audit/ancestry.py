@@ -1,0 +1,123 @@
+"""seq2king's own map of ancestry as covariates (``audit.correction=seq2king``).
+
+With ``audit.ancestry_run=RUN_DIR`` the embeddings come from that trained seq2king run
+(its cohort must hold the audit's people). Without it the audit trains the default
+seq2king model on the audit's *training* people of the same genotypes first (``python
+train.py data=plink data.bfile=... data.split_file=...``: its validation and test
+people are the audit's) and caches the run under ``cache_dir/seq2king_runs/KEY``, keyed
+by the genotype files and the split, so a sweep trains it once.
+
+Every person is embedded inductively, as the analysis does: sequences of people of one
+split at a time (:func:`~seq2king.analysis.attention.make_sequences`), the model's final
+embedding averaged over the sequences a person appears in. The embeddings are reduced
+to ``ancestry_components`` principal components fitted on training people and scaled to
+unit variance over them, the same shape as the ``pcs`` correction's covariates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from seq2king.errors import InputError
+from seq2king.fileio import write_text
+
+log = logging.getLogger(__name__)
+
+VERSION = 1  # bump when the cached run's recipe changes
+
+
+def _train_py() -> Path:
+    import seq2king
+
+    path = Path(seq2king.__file__).resolve().parents[1] / "train.py"
+    if not path.exists():
+        raise InputError("audit.correction=seq2king without audit.ancestry_run trains a seq2king model with "
+                         f"train.py, which is not at {path}; give audit.ancestry_run=RUN_DIR")
+    return path
+
+
+def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
+    """The default seq2king run on the audit's training people, trained on first use."""
+    from seq2king.data.cohort import _file_fingerprint, _key, default_cache_dir
+
+    exts = {"plink": [".bed", ".bim", ".fam"], "pgen": [".pgen", ".pvar", ".psam"], "vcf": [""]}[dm.kind]
+    files = _file_fingerprint([Path(str(dm.path) + e) for e in exts])
+    key = _key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids})
+    cache = Path(dm.cache_dir) if dm.cache_dir else default_cache_dir()
+    run_dir = cache / "seq2king_runs" / key
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        log.info("seq2king ancestry model: cached run %s", run_dir)
+        return run_dir
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    split_file = run_dir.parent / f"{key}.split.json"  # beside the run: its saved config points here
+    write_text(split_file, json.dumps(splits_ids))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=run_dir.parent))
+    try:
+        flag = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf"}[dm.kind]
+        cmd = [sys.executable, str(_train_py()), f"data={dm.kind}", f"data.{flag}={dm.path}",
+               f"data.split_file={split_file}", f"hydra.run.dir={tmp}", "logger=none", f"paths.cache_dir={cache}"]
+        log.info("training the seq2king ancestry model on the %d audit training people (cached in %s): %s",
+                 len(splits_ids["train"]), run_dir, " ".join(cmd))
+        env = dict(os.environ, HYDRA_FULL_ERROR="1")
+        done = subprocess.run(cmd, env=env)
+        if done.returncode != 0:
+            raise InputError(f"training the seq2king ancestry model failed (exit {done.returncode}); "
+                             f"command: {' '.join(cmd)}")
+        if run_dir.exists():  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def embed(run_dir: Path, ids: list[str], groups: list[np.ndarray], seed: int = 0) -> np.ndarray:
+    """``(len(ids), d)`` mean final embeddings, each group of positions embedded among itself."""
+    import torch
+
+    from seq2king.analysis.attention import extract, make_sequences
+    from seq2king.analysis.runs import load_run
+
+    run = load_run(str(run_dir))
+    dm, net = run.datamodule, run.module.net
+    where = {iid: i for i, iid in enumerate(dm.cohort.ids)}
+    missing = [i for i in ids if i not in where]
+    if missing:
+        raise InputError(f"audit.ancestry_run={run_dir}: its cohort lacks {len(missing)} of the audit's people "
+                         f"(e.g. {missing[0]!r}); train it on the same genotypes")
+    max_seq = min(256, net.cfg.max_len) if (net.cfg.head == "positional" or net.cfg.positional) else 256
+    out = np.zeros((len(ids), net.cfg.d_model))
+    torch.manual_seed(seed)
+    for k, group in enumerate(groups):
+        pos = np.array([where[ids[i]] for i in group])
+        ex = extract(net, dm, make_sequences(pos, max_seq, 4, seed + k), schemes=("none",))
+        out[group] = np.stack([ex.embeddings[int(p)] for p in pos])
+    return out
+
+
+def seq2king_covariates(dm, ids: list[str], splits: dict[str, np.ndarray]) -> np.ndarray:
+    """``(len(ids), ancestry_components)`` covariates from seq2king embeddings (see the module doc)."""
+    from sklearn.decomposition import PCA
+
+    splits_ids = {k: [ids[i] for i in v] for k, v in splits.items()}
+    run_dir = Path(dm.ancestry_run) if dm.ancestry_run else cached_run(dm, splits_ids)
+    if not run_dir.is_dir():
+        raise InputError(f"audit.ancestry_run={run_dir}: not a directory")
+    emb = embed(run_dir, ids, [splits["train"], splits["val"], splits["test"]], seed=dm.split_seed)
+    train = splits["train"]
+    k = min(dm.ancestry_components, emb.shape[1], len(train) - 1)
+    pca = PCA(n_components=k, random_state=0).fit(emb[train])
+    z = pca.transform(emb)
+    sd = z[train].std(0)
+    return z / np.where(sd > 0, sd, 1.0)

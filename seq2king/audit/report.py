@@ -1,0 +1,259 @@
+"""The audit report of one run (``python analyze.py run_dir=RUN`` on an audit run).
+
+Reads the run's ``predictions.csv`` and ``importance.csv``, rebuilds its data (same
+split, checked against ``split.json``) and writes ``analysis/audit.json``:
+
+- ``auroc``: ``overall``; ``per_population`` (AUROC inside each population with cases
+  and controls); ``within_population`` (their mean): what is left once the ancestry
+  shortcut cannot help. Also ``accuracy`` at 0.5 and ``rule_accuracy`` (the rule "the
+  population with most cases = case", Dagasso et al.'s 0.913).
+- ``ancestry_auroc``: logistic regression on the genotype PCs alone (training people),
+  scored on the test people: how far the shortcut alone goes.
+- ``oracle_auroc``: the true genetic value (from the causal file) as the score.
+- ``precision_at_k``: share of the ``k`` most important SNPs (``rank_by``) that are causal,
+  its ``chance`` (causal / SNPs) and the hypergeometric ``p_value`` of that many hits or more.
+- ``shortcut_index``: mean Fst of the top-``k`` SNPs over the mean Fst of all SNPs: above 1
+  the model ranks ancestry-informative SNPs first.
+
+Plots: ``importance_genome.png`` (importance along the genome, coloured by Fst, causal
+SNPs ringed) and ``auroc.png`` (overall, within population, ancestry ceiling, oracle).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from seq2king.errors import InputError
+from seq2king.fileio import write_json
+
+log = logging.getLogger(__name__)
+
+# Dagasso et al. (J Biomed Inform 2025), their simulation: test accuracy of the CNN
+PUBLISHED = {"uncorrected": 0.957, "input_corrected": 0.913, "feature_corrected": 0.768, "rule": 0.913}
+
+
+def auroc(score: np.ndarray, y: np.ndarray) -> float:
+    """Binary AUROC (torchmetrics), NaN when ``y`` has one class only."""
+    import torch
+    from torchmetrics.functional.classification import binary_auroc
+
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(binary_auroc(torch.as_tensor(np.asarray(score, dtype=np.float64)), torch.as_tensor(y).long()))
+
+
+def group_auroc(score: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> dict:
+    """``{overall, within_population, per_population}``: per group where it has both classes."""
+    out = {"overall": auroc(score, y), "within_population": None, "per_population": {}}
+    if groups is None:
+        return out
+    for g in sorted(set(groups)):
+        sel = groups == g
+        a = auroc(score[sel], y[sel])
+        if not np.isnan(a):
+            out["per_population"][str(g)] = a
+    if out["per_population"]:
+        out["within_population"] = float(np.mean(list(out["per_population"].values())))
+    return out
+
+
+def precision_at_k(ranked: np.ndarray, causal: np.ndarray, k: int) -> dict:
+    """Share of the top ``k`` of ``ranked`` (indices, best first) in ``causal`` (a boolean mask)."""
+    from scipy.stats import hypergeom
+
+    m, n_causal = len(causal), int(causal.sum())
+    k = min(k, m)
+    hits = int(causal[ranked[:k]].sum())
+    return {"k": k, "hits": hits, "value": hits / k, "chance": n_causal / m,
+            "p_value": float(hypergeom.sf(hits - 1, m, n_causal, k))}
+
+
+def shortcut_index(ranked: np.ndarray, fst: np.ndarray, k: int) -> float:
+    return float(np.mean(fst[ranked[:k]]) / np.mean(fst))
+
+
+def _causal_mask(path: str | None, variants: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Causal mask over ``variants`` and each variant's effect per ALT allele (0 if not causal)."""
+    if not path:
+        return None, None
+    from seq2king.audit.explain import read_csv
+
+    table = read_csv(Path(path))
+    if "variant" not in table or "effect" not in table:
+        raise InputError(f"{path}: a causal file needs variant and effect columns")
+    where = {v: j for j, v in enumerate(variants)}
+    effect = np.zeros(len(variants))
+    for v, b in zip(table["variant"], table["effect"]):
+        if v in where:
+            effect[where[v]] = float(b)
+    return effect != 0, effect
+
+
+def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | None = None,
+                 wandb_log: bool = True) -> dict:
+    import hydra
+    from omegaconf import OmegaConf
+    from sklearn.linear_model import LogisticRegression
+
+    from seq2king.audit.explain import read_csv
+    from seq2king.genetics.simulate import fst_per_variant
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    a = cfg.audit
+    k = int(top_k or a.top_k)
+    rank_by = rank_by or a.rank_by
+    preds = read_csv(run_dir / "predictions.csv")
+    imp = read_csv(run_dir / "importance.csv")
+    methods = [c for c in imp if c not in ("variant", "chrom", "pos")]
+    if rank_by not in methods:
+        raise InputError(f"audit.rank_by={rank_by!r}: {run_dir}/importance.csv has {', '.join(methods)}")
+    # the run's data, without its correction: PCs, genotypes, populations, the split
+    dm = hydra.utils.instantiate(cfg.data, correction="none", ancestry_run=None)
+    dm.setup()
+    _check_split(run_dir, dm)
+    where = {iid: i for i, iid in enumerate(dm.ids)}
+    test = np.array([where[s] for s in preds["sample"]])
+    score = np.array(preds["score"], dtype=float)
+    y = dm.y[test]
+    pops = dm.populations[test] if dm.populations is not None else None
+    if list(imp["variant"]) != list(dm.variants["variant"]):
+        raise InputError(f"{run_dir}/importance.csv: its variants are not the run's data's")
+
+    out = run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"run_dir": str(run_dir), "correction": str(a.correction), "arch": str(cfg.model.arch),
+               "n_test": int(len(test)), "n_cases_test": int(y.sum()), "n_snps": int(len(imp["variant"]))}
+    summary["auroc"] = group_auroc(score, y, pops)
+    summary["accuracy"] = float(np.mean((score > 0.5) == (y == 1)))
+    if pops is not None:  # "the population with the most cases is the case"
+        train = dm.splits["train"]
+        rate = {p: dm.y[train][dm.populations[train] == p].mean() for p in set(dm.populations[train])}
+        case_pop = max(rate, key=rate.get)
+        summary["rule_accuracy"] = float(np.mean((pops == case_pop) == (y == 1)))
+    train = dm.splits["train"]
+    clf = LogisticRegression(max_iter=1000).fit(dm.pcs[train].numpy(), dm.y[train])
+    anc = clf.predict_proba(dm.pcs[test].numpy())[:, 1]
+    summary["ancestry_auroc"] = auroc(anc, y)
+    summary["ancestry_auroc_within_population"] = group_auroc(anc, y, pops)["within_population"]
+
+    causal, effect = _causal_mask(dm.causal_path, list(dm.variants["variant"]))
+    if causal is not None and causal.any():
+        g = dm.genotypes[test].astype(np.float64) @ effect
+        o = group_auroc(g, y, pops)
+        summary["oracle_auroc"] = {"overall": o["overall"], "within_population": o["within_population"]}
+    else:
+        summary["oracle_auroc"] = None
+    fst = fst_per_variant(dm.genotypes.T, dm.populations) if dm.populations is not None else None
+    per_method = {}
+    for name in methods:
+        values = np.array(imp[name], dtype=float)
+        ranked = np.argsort(-values, kind="stable")
+        per_method[name] = {
+            "precision_at_k": precision_at_k(ranked, causal, k) if causal is not None and causal.any() else None,
+            "shortcut_index": shortcut_index(ranked, fst, k) if fst is not None else None}
+    summary["rank_by"] = rank_by
+    summary["precision_at_k"] = per_method[rank_by]["precision_at_k"]
+    summary["shortcut_index"] = per_method[rank_by]["shortcut_index"]
+    summary["importance"] = per_method
+    summary["published"] = {"test_accuracy": PUBLISHED, "source": "Dagasso et al., J Biomed Inform 2025"}
+    write_json(out / "audit.json", summary)
+    _plots(out, summary, np.array(imp[rank_by], dtype=float), np.asarray(dm.variants["pos"]), fst, causal)
+    if wandb_log:
+        try:
+            from seq2king.analysis.outputs import log_wandb
+
+            log_wandb(run_dir, out, {}, flat=flatten(summary, "audit"))
+        except Exception:  # W&B is a mirror; the report on disk stands
+            log.exception("could not log the audit report to W&B")
+    summary["analysis_dir"] = str(out)
+    return summary
+
+
+def flatten(d: dict, prefix: str) -> dict:
+    flat = {}
+    for key, v in d.items():
+        name = f"{prefix}/{key}"
+        if isinstance(v, dict):
+            flat.update(flatten(v, name))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[name] = v
+    return flat
+
+
+def _check_split(run_dir: Path, dm) -> None:
+    import json
+
+    path = run_dir / "split.json"
+    if not path.exists():
+        return
+    then = json.loads(path.read_text())
+    now = dm.split_summary()
+    for name in ("train", "val", "test"):
+        if then.get(name) != now[name]:
+            raise InputError(f"{run_dir}: the data rebuilt from its config does not give the run's {name} split "
+                             "(split.json); did the genotype or phenotype files change?")
+
+
+def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, causal) -> None:
+    from seq2king.analysis.outputs import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    x = np.arange(len(importance))
+    col = fst if fst is not None else np.zeros(len(importance))
+    sc = ax.scatter(x, importance, c=col, s=5, cmap="viridis", rasterized=True)
+    if causal is not None:
+        ax.scatter(x[causal], importance[causal], s=28, facecolors="none", edgecolors="crimson", linewidths=0.8,
+                   label="causal")
+        ax.legend(loc="upper right", fontsize=8)
+    if fst is not None:
+        fig.colorbar(sc, ax=ax, label="Fst")
+    pk = s["precision_at_k"]
+    ax.set_title(f"{s['arch']}, correction {s['correction']}: {s['rank_by']} per SNP"
+                 + (f"; precision@{pk['k']} {pk['value']:.2f} (chance {pk['chance']:.2f})" if pk else "")
+                 + (f"; shortcut index {s['shortcut_index']:.2f}" if s["shortcut_index"] is not None else ""),
+                 fontsize=9)
+    ax.set_xlabel("SNP (genome order)")
+    ax.set_ylabel("mean |attribution|")
+    _save(fig, out / "importance_genome.png")
+
+    bars = {"overall": s["auroc"]["overall"], "within population": s["auroc"]["within_population"],
+            "ancestry (PCs only)": s["ancestry_auroc"]}
+    if s["oracle_auroc"]:
+        bars["oracle overall"] = s["oracle_auroc"]["overall"]
+        bars["oracle within"] = s["oracle_auroc"]["within_population"]
+    bars = {k: v for k, v in bars.items() if v is not None}
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.bar(list(bars), list(bars.values()), color=["C0", "C1", "C7", "C2", "C2"][:len(bars)])
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test AUROC")
+    ax.set_title(f"{s['arch']}, correction {s['correction']}", fontsize=9)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+    _save(fig, out / "auroc.png")
+
+
+def compare_plot(path: Path, rows: list[dict]) -> None:
+    """AUROC overall against within population, one point per job of a sweep."""
+    from seq2king.analysis.outputs import _plt, _save
+
+    pts = [r for r in rows if r.get("auroc_overall") is not None]
+    if not pts:
+        return
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for r in pts:
+        ax.scatter(r["auroc_overall"], r.get("auroc_within_population") or np.nan, s=40)
+        ax.annotate(str(r.get("correction", r["job"])), (r["auroc_overall"], r.get("auroc_within_population") or 0.5),
+                    fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.plot([0.4, 1], [0.4, 1], color="0.7", lw=0.8)
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("test AUROC overall")
+    ax.set_ylabel("test AUROC within population")
+    ax.set_title("audit sweep: the shortcut lifts the overall AUROC only", fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,57 @@
+"""The embedded confounded scenario: a two-population cohort with an ascertained trait, cached.
+
+Simulated once (:func:`~seq2king.genetics.simulate.simulate_two_populations` and
+:func:`~seq2king.genetics.traits.simulate_trait`), then read from a content-keyed cache
+directory like the other embedded cohorts: ``cohort.bed/.bim/.fam``, ``cohort.labels.tsv``,
+``cohort.pheno.tsv`` and ``cohort.causal.tsv``, the same files a user brings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2king.data.cohort import _key, default_cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScenarioFiles:
+    bfile: str  # PLINK prefix
+    labels: str
+    phenotype: str
+    causal: str
+
+
+def load_scenario(samples: int = 2000, loci: int = 10_000, length: float = 50e6, seed: int = 1,
+                  fst: tuple = (0.2, 0.4), h2: float = 0.7, causal: int = 100, prevalence: float = 0.5,
+                  shift: dict | None = None, ascertain: tuple | None = ("POP1", 0.9), trait_seed: int = 1,
+                  cache_dir: str | None = None) -> ScenarioFiles:
+    """The scenario's files, simulating them on first use."""
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.labels import read_labels
+    from seq2king.genetics.simulate import simulate_two_populations
+    from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
+
+    shift = {str(k): float(v) for k, v in (shift or {}).items()}
+    ascertain = (str(ascertain[0]), float(ascertain[1])) if ascertain else None
+    cohort_key = _key({"kind": "audit_cohort", "samples": samples, "loci": loci, "length": float(length),
+                       "seed": seed, "fst": [float(f) for f in fst]})
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    prefix = cache / cohort_key / "cohort"
+    if not Path(str(prefix) + ".bed").exists():
+        log.info("simulating the audit cohort: %d people, %d loci (cached in %s)", samples, loci, prefix.parent)
+        simulate_two_populations(prefix, samples=samples, loci=loci, length=length, seed=seed, fst=tuple(fst))
+    spec = TraitSpec(h2=float(h2), causal=int(causal), binary=True, prevalence=float(prevalence), shift=shift,
+                     ascertain=ascertain, seed=int(trait_seed))
+    trait_key = _key({"kind": "audit_trait", "cohort": cohort_key, "spec": spec.__dict__})
+    trait = cache / cohort_key / f"trait_{trait_key}"
+    labels = str(prefix) + ".labels.tsv"
+    if not Path(str(trait) + ".pheno.tsv").exists():
+        source = BedSource(prefix)
+        pops = read_labels(labels, source.samples.iid, column="population")
+        t = simulate_trait(source.read_all(), spec, pops)
+        write_trait(trait, t, source, spec)
+    return ScenarioFiles(str(prefix), labels, str(trait) + ".pheno.tsv", str(trait) + ".causal.tsv")
