@@ -215,7 +215,7 @@ def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, cau
         fig.colorbar(sc, ax=ax, label="Fst")
     pk = s["precision_at_k"]
     ax.set_title(f"{s['arch']}, correction {s['correction']}: {s['rank_by']} per SNP"
-                 + (f"; precision@{pk['k']} {pk['value']:.2f} (chance {pk['chance']:.2f})" if pk else "")
+                 + (f"; precision@{pk['k']} {pk['value']:.2f} (chance {pk['chance']:.3f}, p = {pk['p_value']:.2g})" if pk else "")
                  + (f"; shortcut index {s['shortcut_index']:.2f}" if s["shortcut_index"] is not None else ""),
                  fontsize=9)
     ax.set_xlabel("SNP (genome order)")
