@@ -10,14 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from seq2king.audit.report import group_auroc, precision_at_k, shortcut_index
 from seq2king.errors import InputError
-from test_train import ROOT, cache_dir, make_cfg, offline_wandb  # noqa: F401  (fixtures)
-
-# a tiny confounded scenario: 300 people, 400 loci, 10 causal SNPs
-TINY_AUDIT = ["experiment=audit", "data.scenario.samples=300", "data.scenario.loci=400",
-              "data.scenario.length=3000000", "data.scenario.causal=10", "data.batch_size=32",
-              "trainer.max_epochs=30", "audit.top_k=20", "audit.permutation_block=20", "audit.ig_steps=8",
-              "logger=none", "++callbacks.rich_progress_bar=null"]
-
+from test_train import ROOT, TINY_AUDIT, cache_dir, make_cfg, offline_wandb  # noqa: F401  (fixtures)
 
 def test_within_population_auroc_is_sklearns_per_group():
     rng = np.random.default_rng(0)

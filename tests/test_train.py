@@ -31,6 +31,18 @@ TINY = [
     "++callbacks.rich_progress_bar=null",
 ]
 
+# the audit task (experiment=audit): a tiny confounded scenario, 300 people, 400 loci, 10 causal SNPs
+TINY_AUDIT = ["experiment=audit", "data.scenario.samples=300", "data.scenario.loci=400",
+              "data.scenario.length=3000000", "data.scenario.causal=10", "data.batch_size=32",
+              "trainer.max_epochs=30", "audit.top_k=20", "audit.permutation_block=20", "audit.ig_steps=8",
+              "logger=none", "++callbacks.rich_progress_bar=null"]
+AUDIT_ONLY = {"audit", "audit_null"}  # configs of the audit task: composed under experiment=audit
+
+
+def audit_cfg(tmp_path, cache_dir, *overrides):
+    """make_cfg for the audit task, shrunk (later overrides win)."""
+    return make_cfg(tmp_path, cache_dir, *TINY_AUDIT, *overrides, tiny=False)
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
@@ -66,6 +78,10 @@ def options(group):
                                    "debug", "hparams_search", "paths", "hydra"])
 def test_every_config_composes(tmp_path, cache_dir, group):
     for opt in options(group):
+        if opt in AUDIT_ONLY:
+            cfg = audit_cfg(tmp_path, cache_dir, f"{group}={opt}")
+            assert cfg.data._target_.endswith("AuditDataModule") and cfg.model._target_.endswith("AuditModule")
+            continue
         extra = {"plink": [f"data.bfile={FIXTURE}"], "pgen": [f"data.pfile={FIXTURE}"],
                  "vcf": [f"data.vcf={FIXTURE}.vcf.gz"],
                  "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"]}.get(opt, [])
@@ -115,7 +131,10 @@ def test_gpu_presets_ask_for_bf16():
 def test_fast_dev_run_each_experiment(tmp_path, cache_dir, experiment):
     from seq2king.training import train
 
-    cfg = make_cfg(tmp_path, cache_dir, f"experiment={experiment}", "debug=fdr", *TINY[3:], "logger=csv")
+    if experiment in AUDIT_ONLY:
+        cfg = audit_cfg(tmp_path, cache_dir, f"experiment={experiment}", "debug=fdr", "logger=csv")
+    else:
+        cfg = make_cfg(tmp_path, cache_dir, f"experiment={experiment}", "debug=fdr", *TINY[3:], "logger=csv")
     metrics = train(cfg)
     assert "train/loss" in metrics and torch.isfinite(torch.tensor(metrics["train/loss"]))
 
@@ -282,8 +301,11 @@ def test_plink2_style_keys_train(tmp_path, cache_dir):
 def test_every_logger_and_callbacks_option_starts(tmp_path, cache_dir, logger, callbacks):
     from seq2king.training import train
 
-    cfg = make_cfg(tmp_path, cache_dir, f"logger={logger}", f"callbacks={callbacks}", "debug=fdr",
-                   "++callbacks.rich_progress_bar=null")
+    if callbacks in AUDIT_ONLY:
+        cfg = audit_cfg(tmp_path, cache_dir, f"logger={logger}", "debug=fdr")
+    else:
+        cfg = make_cfg(tmp_path, cache_dir, f"logger={logger}", f"callbacks={callbacks}", "debug=fdr",
+                       "++callbacks.rich_progress_bar=null")
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
