@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from seq2king.audit.report import group_auroc, precision_at_k, shortcut_index
+from conftest import read_wandb_records
 from seq2king.errors import InputError
 from test_train import ROOT, TINY_AUDIT, cache_dir, make_cfg, offline_wandb  # noqa: F401  (fixtures)
 
@@ -73,7 +74,16 @@ def test_audit_end_to_end_detects_a_planted_shortcut(tmp_path, cache_dir):
     assert metrics["test/auroc"] > 0.8
     for name in ("predictions.csv", "importance.csv", "split.json", "metrics.json"):
         assert (tmp_path / name).exists(), name
-    s = audit_report(tmp_path, wandb_log=False)
+    s = audit_report(tmp_path, wandb_log=True)  # offline W&B (the autouse fixture)
+    runs = list((tmp_path / "analysis" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    logged = {}
+    for rec in read_wandb_records(runs[0]):
+        if rec.WhichOneof("record_type") == "history":
+            logged.update({it.key or "/".join(it.nested_key): json.loads(it.value_json) for it in rec.history.item})
+    assert logged["audit/auroc/overall"] == pytest.approx(s["auroc"]["overall"])
+    assert logged["audit/shortcut_index"] == pytest.approx(s["shortcut_index"])
+    assert logged["analysis/importance_genome/format"] == "png"
     saved = json.loads((tmp_path / "analysis" / "audit.json").read_text())
     assert saved["auroc"]["overall"] == pytest.approx(s["auroc"]["overall"])
     assert s["ancestry_auroc"] > 0.8  # the scenario is confounded
