@@ -169,7 +169,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
     write_json(output_dir / "metrics.json", dict(sorted(metrics.items())))
     if "test/auroc" in metrics:
         print(f"test: AUROC {metrics['test/auroc']:.3f} on {len(datamodule.splits['test'])} people never seen in "
-              "training; python analyze.py run_dir=THIS_RUN for the audit report", flush=True)
+              f"training; the audit report: python analyze.py run_dir={output_dir}", flush=True)
     elif "test/skill" in metrics:
         print(f"test: MSE {metrics['test/loss']:.4f} vs predict-the-mean {metrics['test/baseline_loss']:.4f} "
               f"(skill {metrics['test/skill']:.3f}) on {len(datamodule.splits['test'])} people never seen in "
