@@ -93,12 +93,7 @@ def build(cfg: DictConfig):
         check(**OmegaConf.to_container(cfg.model, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
-    if hasattr(datamodule, "model_kwargs"):  # the audit task: the data says what its model needs
-        model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs())
-    else:
-        model = hydra.utils.instantiate(cfg.model, num_individuals=datamodule.num_individuals,
-                                        target_mean=datamodule.target_mean,
-                                        target_top=datamodule.target_top, num_features=datamodule.num_features)
+    model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs())  # what the data tells the model
     loggers = instantiate_loggers(cfg, output_dir)
     callbacks = []
     for c in (cfg.get("callbacks") or {}).values():

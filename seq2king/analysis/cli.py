@@ -123,15 +123,13 @@ def compare(sweep_dir: Path) -> list[dict]:
         if metrics.exists():
             m = json.loads(metrics.read_text())
             row.update({k: round(v, 5) for k, v in m.items() if k in ("val/loss", "val/skill", "test/loss",
-                                                                     "test/skill")})
+                                                                     "test/skill", "val/auroc", "test/auroc")})
         summ = job / "analysis" / "summary.json"
         if summ.exists():
             row.update(summary_row(json.loads(summ.read_text())))
         audit = job / "analysis" / "audit.json"
         if audit.exists():
             row.update(audit_row(json.loads(audit.read_text())))
-            row.update({k: round(v, 5) for k, v in json.loads(metrics.read_text()).items()
-                        if k in ("val/auroc", "test/auroc")} if metrics.exists() else {})
         rows.append(row)
     if not rows:
         raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")

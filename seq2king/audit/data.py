@@ -129,7 +129,7 @@ class AuditDataModule(pl.LightningDataModule):
         if self.ready:
             return
         from seq2king.genetics.labels import read_labels
-        from seq2king.genetics.pca import allele_frequencies, out_of_fold_scores, standardise
+        from seq2king.genetics.pca import allele_frequencies, held_out_pcs, standardise
         from seq2king.genetics.traits import read_phenotype
 
         self._files()
@@ -171,13 +171,8 @@ class AuditDataModule(pl.LightningDataModule):
                          "pos": np.asarray(v.pos)[keep]}
         # PCs: training people out of fold, everyone else projected (seq2king's own genotype PCs)
         m = x.shape[1]
-        z = x[train]
-        k_ff = (z @ z.T) / m
-        k_pf = (x @ z.T) / m
-        projected, held = out_of_fold_scores(k_ff.astype(np.float64), k_pf.astype(np.float64),
-                                             np.arange(len(train)), self.n_pcs, seed=self.split_seed)
-        projected[train] = held
-        pc = projected / np.where(held.std(0) > 0, held.std(0), 1.0)
+        k_pf = (x @ x[train].T).astype(np.float64) / m  # the training people's own rows are K_ff
+        pc = held_out_pcs(k_pf[train], k_pf, train, self.n_pcs, seed=self.split_seed)
         cov = np.zeros((len(people), 0))
         if self.correction == "pcs":
             cov = pc
@@ -190,9 +185,7 @@ class AuditDataModule(pl.LightningDataModule):
 
             cov = seq2king_covariates(self, ids, splits)
         self.ids, self.populations, self.y = ids, pops, y
-        self._pops, self._y = pops, y
         self.genotypes = g  # raw ALT counts of the kept variants (oracle, Fst)
-        self.freq = freq[keep]
         self.splits = splits
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self.pcs = torch.from_numpy(pc.astype(np.float32))
@@ -244,7 +237,7 @@ class AuditDataModule(pl.LightningDataModule):
 
     def balance_weights(self, people: np.ndarray) -> np.ndarray:
         """Weights that make every (population, phenotype) cell of ``people`` weigh the same."""
-        cell = np.char.add(self._pops[people], self._y[people].astype(int).astype(str))
+        cell = np.char.add(self.populations[people], self.y[people].astype(int).astype(str))
         names, inv, counts = np.unique(cell, return_inverse=True, return_counts=True)
         return 1.0 / counts[inv]
 

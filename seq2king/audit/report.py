@@ -118,6 +118,7 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     _check_split(run_dir, dm)
     where = {iid: i for i, iid in enumerate(dm.ids)}
     test = np.array([where[s] for s in preds["sample"]])
+    train = dm.splits["train"]
     score = np.array(preds["score"], dtype=float)
     y = dm.y[test]
     pops = dm.populations[test] if dm.populations is not None else None
@@ -131,11 +132,9 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     summary["auroc"] = group_auroc(score, y, pops)
     summary["accuracy"] = float(np.mean((score > 0.5) == (y == 1)))
     if pops is not None:  # "the population with the most cases is the case"
-        train = dm.splits["train"]
         rate = {p: dm.y[train][dm.populations[train] == p].mean() for p in set(dm.populations[train])}
         case_pop = max(rate, key=rate.get)
         summary["rule_accuracy"] = float(np.mean((pops == case_pop) == (y == 1)))
-    train = dm.splits["train"]
     clf = LogisticRegression(max_iter=1000).fit(dm.pcs[train].numpy(), dm.y[train])
     anc = clf.predict_proba(dm.pcs[test].numpy())[:, 1]
     summary["ancestry_auroc"] = auroc(anc, y)
@@ -188,15 +187,11 @@ def flatten(d: dict, prefix: str) -> dict:
 def _check_split(run_dir: Path, dm) -> None:
     import json
 
+    from seq2king.analysis.runs import _compare_splits
+
     path = run_dir / "split.json"
-    if not path.exists():
-        return
-    then = json.loads(path.read_text())
-    now = dm.split_summary()
-    for name in ("train", "val", "test"):
-        if then.get(name) != now[name]:
-            raise InputError(f"{run_dir}: the data rebuilt from its config does not give the run's {name} split "
-                             "(split.json); did the genotype or phenotype files change?")
+    if path.exists():
+        _compare_splits(run_dir, dm.split_summary(), json.loads(path.read_text()), "split.json's")
 
 
 def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, causal) -> None:

@@ -320,7 +320,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
           (:func:`~seq2king.genetics.pca.out_of_fold_scores`), so that they look like the
           new people the model will meet; each PC scaled to unit variance over them.
         """
-        from seq2king.genetics.pca import out_of_fold_scores, standardised_kernels
+        from seq2king.genetics.pca import held_out_pcs, standardised_kernels
 
         row = {iid: i for i, iid in enumerate(source.samples.iid)}
         rows = np.array([row[i] for i in cohort.ids])
@@ -334,9 +334,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         ref = grm[train]
         parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
         if self.genotype_pcs:
-            pcs, held = out_of_fold_scores(k_ff, k_pf, np.arange(len(train)), self.genotype_pcs, seed=self.split_seed)
-            pcs[train] = held
-            parts.append(pcs / np.where(held.std(0) > 0, held.std(0), 1.0))
+            parts.append(held_out_pcs(k_ff, k_pf, train, self.genotype_pcs, seed=self.split_seed))
         return torch.from_numpy(np.concatenate(parts, 1)).float()
 
     @property
@@ -349,6 +347,12 @@ class Seq2KingDataModule(pl.LightningDataModule):
     def num_individuals(self) -> int:
         self.setup()
         return len(self.cohort.ids)
+
+    def model_kwargs(self) -> dict:
+        """What the model needs to know of the data (train.py passes it on)."""
+        self.setup()
+        return {"num_individuals": self.num_individuals, "target_mean": self.target_mean,
+                "target_top": self.target_top, "num_features": self.num_features}
 
     def split_summary(self) -> dict:
         """IDs in each split (what ``split.json`` in the run directory holds)."""

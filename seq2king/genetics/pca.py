@@ -89,6 +89,19 @@ def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.
     return GenotypePCA(kpca.transform(k_ff / m), kpca.transform(k_pf / m), m)
 
 
+def held_out_pcs(k_ff: np.ndarray, k_pf: np.ndarray, held_rows: np.ndarray, n_components: int,
+                 seed: int = 0) -> np.ndarray:
+    """``(p, k)`` PCs of every projected person, each scaled to unit variance over the held people.
+
+    The held people are the first ``len(held_rows)`` fit people and rows ``held_rows`` of
+    ``k_pf``; they are scored out of fold (:func:`out_of_fold_scores`), everyone else projected.
+    """
+    pcs, held = out_of_fold_scores(k_ff, k_pf, np.arange(len(held_rows)), n_components, seed=seed)
+    pcs[held_rows] = held
+    sd = held.std(0)
+    return pcs / np.where(sd > 0, sd, 1.0)
+
+
 def out_of_fold_scores(k_ff: np.ndarray, k_pf: np.ndarray, held: np.ndarray, n_components: int,
                        folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """PC scores with no person scored on axes their own genotypes helped fit.
