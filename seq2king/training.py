@@ -16,9 +16,9 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seq2king import runtime
 from seq2king.errors import InputError
 from seq2king.fileio import write_json, write_text
 
@@ -110,7 +110,7 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> dict:
     """Fit (and test) one job; returns the metrics dict."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
+    runtime.configure(cfg.get("matmul_precision", "auto"), runtime.trainer_device(cfg.trainer.get("accelerator")))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:

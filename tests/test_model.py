@@ -245,3 +245,62 @@ def test_cpu_dropout_keeps_1_minus_p_and_scales():
     # rows of a sequence are not masked alike: the 16-bit lanes are independent
     rows = (y != 0).float()
     assert abs(torch.corrcoef(rows[:2])[0, 1].item()) < 0.1
+
+
+def test_cpu_tanh_is_tanh_and_so_is_its_gradient():
+    from seq2king.model.transformer import ACTIVATIONS, Tanh
+
+    assert ACTIVATIONS["tanh"] is Tanh
+    x = torch.cat([torch.linspace(-20, 20, 200_001), torch.tensor([0.0, 1e-30, -1e-8, 5e-4])]).requires_grad_()
+    y = Tanh()(x)
+    exact = torch.tanh(x.detach().double())
+    assert (y.detach().double() - exact).abs().max() <= 2.4e-7  # 2 ulp of 1
+    assert y[-4].item() == 0.0 and y.abs().max().item() <= 1.0
+    g = torch.linspace(-3, 3, x.numel())
+    y.backward(g)
+    assert torch.allclose(x.grad.double(), g.double() * (1 - exact**2), atol=2e-6)
+    assert torch.autograd.gradcheck(Tanh(), (torch.randn(30, dtype=torch.float64, requires_grad=True),))
+
+
+def test_matmul_precision_probe_tells_float32_from_bfloat16():
+    from seq2king import runtime
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 96, generator=g)
+    a[0] = 1 + 2**-9 + 2**-18
+    b = torch.randn(96, 80, generator=g)
+    b[:, 0] = 1.0
+    exact = a.double() @ b.double()
+    f32 = (a @ b).double()
+    bf16 = (a.bfloat16().float() @ b.bfloat16().float()).double()
+    assert runtime.float32_accurate(f32, f32, exact)
+    assert not runtime.float32_accurate(bf16, f32, exact)  # off by 0.19 in the corner
+    with pytest.raises(InputError, match="matmul_precision='fast'"):
+        runtime.set_matmul_precision("fast")
+    assert runtime.set_matmul_precision("auto", device="cuda") == "high"
+
+
+def test_auto_matmul_precision_trains_like_float32():
+    """Whatever ``auto`` picks on this CPU, a step's predictions and gradients match float32 products."""
+    from seq2king import runtime
+
+    torch.manual_seed(0)
+    cfg = Seq2KingConfig(tokenizer="index", num_individuals=50, d_model=120, depth=2, decoder_depth=1, heads=1,
+                         ffn_dim=256, activation="tanh", dropout=0.0, positional=True, head="positional", max_len=40)
+    net = Seq2King(cfg)
+    batch = {"index": torch.randint(0, 50, (16, 40)), "mask": torch.ones(16, 40, dtype=torch.bool)}
+    target = torch.rand(16, 40, 40)
+    out = {}
+    before = torch.get_float32_matmul_precision()
+    try:
+        for name in ("highest", "auto"):
+            runtime.set_matmul_precision(name)
+            net.zero_grad()
+            pred = net(batch)
+            masked_pair_mse(pred, target, batch["mask"]).backward()
+            out[name] = (pred.detach(), torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+    finally:
+        torch.set_float32_matmul_precision(before)
+    (p1, g1), (p2, g2) = out["highest"], out["auto"]
+    assert (p1 - p2).abs().max() < 1e-5  # bfloat16 products are 4e-3 off here
+    assert (g1 - g2).norm() / g1.norm() < 1e-4
