@@ -44,11 +44,7 @@ def onednn_float32_is_exact() -> bool:
     float32 by ~1e-5. Every other entry must be as close to the float64 product as
     the float32 ("highest") product is, within a factor of 4.
     """
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(64, 96, generator=g)
-    a[0] = 1 + 2**-9 + 2**-18
-    b = torch.randn(96, 80, generator=g)
-    b[:, 0] = 1.0
+    a, b = probe_matrices()
     exact = a.double() @ b.double()
     before = torch.get_float32_matmul_precision()
     try:
@@ -59,6 +55,16 @@ def onednn_float32_is_exact() -> bool:
     finally:
         torch.set_float32_matmul_precision(before)
     return float32_accurate(got, ref, exact)
+
+
+def probe_matrices() -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe's operands: random, with row 0 of ``a`` at ``1 + 2**-9 + 2**-18`` and column 0 of ``b`` ones."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 96, generator=g)
+    a[0] = 1 + 2**-9 + 2**-18
+    b = torch.randn(96, 80, generator=g)
+    b[:, 0] = 1.0
+    return a, b
 
 
 def float32_accurate(got: torch.Tensor, ref: torch.Tensor, exact: torch.Tensor) -> bool:

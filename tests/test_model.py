@@ -265,11 +265,7 @@ def test_cpu_tanh_is_tanh_and_so_is_its_gradient():
 def test_matmul_precision_probe_tells_float32_from_bfloat16():
     from seq2king import runtime
 
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(64, 96, generator=g)
-    a[0] = 1 + 2**-9 + 2**-18
-    b = torch.randn(96, 80, generator=g)
-    b[:, 0] = 1.0
+    a, b = runtime.probe_matrices()
     exact = a.double() @ b.double()
     f32 = (a @ b).double()
     bf16 = (a.bfloat16().float() @ b.bfloat16().float()).double()
