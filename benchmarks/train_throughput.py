@@ -10,12 +10,17 @@ cohort's KING matrix:
 - ``experiment=paper`` (index tokens, 3+2 layers, d_model 120, batch 150, lengths
   2..100) against the reference peer (:mod:`reference_peer`: the reference model
   class and plain loop, re-implemented from its published description) at the same
-  batch size and length distribution: the ratio ours / reference;
+  batch size and length distribution: the ratio ours / reference, against the
+  reference as published (torch's default settings) and against the reference under
+  the process settings train.py makes (:mod:`seq2king.runtime`: float32 matmul route,
+  allocator), our code against its code on equal terms;
 - the default model (``experiment=default``).
 
 Each case runs in its own process (peak memory is its own: max RSS on CPU, max
 allocated on CUDA) and is timed over ``--steps`` optimiser steps after 3 warm-up
-steps; the loops alternate ``--repeat`` times and the best of each counts. ``--parts`` adds the default model's forward+backward on a fixed full-length
+steps; the loops alternate ``--repeat`` times: the table shows the best of each, the
+ratios are the median of each round's paired ratio. ``--parts`` adds the default
+model's forward+backward on a fixed full-length
 batch, SDPA (training) against the explicit path (analysis), as before.
 """
 
@@ -123,8 +128,11 @@ def parts(path: str, device: str, steps: int) -> dict:
 
     from seq2king.model.transformer import Seq2King, Seq2KingConfig, masked_pair_mse
 
+    from seq2king import runtime
+
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose("default", device, steps, tmp)
+    precision = runtime.configure(cfg.matmul_precision, device)  # as train.py does
     m = {k: v for k, v in cfg.model.items() if k not in ("_target_", "_convert_", "optimizer", "scheduler",
                                                         "compile", "attention_loss")}
     m["max_len"] = int(cfg.data.max_len)
@@ -155,7 +163,7 @@ def parts(path: str, device: str, steps: int) -> dict:
         torch.cuda.synchronize()
     return {"what": f"default model, {path} path, batch {b} x {n}", "seq_per_s": b * steps / (time.perf_counter() - t),
             "params": sum(p.numel() for p in net.parameters()), "batch": b, "lengths": f"{n}",
-            "peak_mib": peak_mib(device)}
+            "peak_mib": peak_mib(device), "precision": precision}
 
 
 def peak_mib(device: str) -> float:

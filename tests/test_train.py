@@ -255,6 +255,7 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path, cache_dir):
     ("data.split=[0.98,0.02,0.0]", "the test split of 120 people has 0"),
     ("data.max_len=500", "data.max_len=500 is longer than"),
     ("model.tokenizer=pixels", "model.tokenizer='pixels'"),
+    ("matmul_precision=fast", "matmul_precision='fast': choose one of auto, highest, high, medium"),
 ])
 def test_bad_config_fails_at_start_with_one_line(tmp_path, cache_dir, override, needle):
     res = cli(tmp_path, cache_dir, override, "logger=csv")
