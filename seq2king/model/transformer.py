@@ -123,9 +123,9 @@ class Dropout(nn.Dropout):
 
     On the CPU, ``torch.bernoulli_`` draws one random number at a time and was a
     quarter of a training step (profiled at the paper preset). Here one 64-bit word
-    (numpy's SFC64, seeded from torch's generator) gives four 16-bit uniforms, and an element is kept when its uniform is at or
-    above ``p``'s threshold: the keep probability is ``p`` rounded to 1/65536. The
-    mask multiplies as bytes (``uint8``): a boolean operand is converted to float
+    (numpy's SFC64, seeded from torch's generator) gives four 16-bit uniforms, and
+    an element is kept when its uniform is at or above ``p``'s threshold: the keep
+    probability is ``p`` rounded to 1/65536. The mask multiplies as bytes (``uint8``): a boolean operand is converted to float
     inside the product at half the speed, in the forward and again in the backward.
     Elsewhere (CUDA) and in eval mode, plain dropout. :meth:`add` is the residual
     ``x + dropout(a)``.
