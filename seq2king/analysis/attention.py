@@ -24,6 +24,13 @@ def make_sequences(people: np.ndarray, max_sequence: int, coverage: int, seed: i
     return seqs
 
 
+def longest_sequence(net, wanted: int) -> int:
+    """``wanted``, capped at ``net``'s ``max_len`` where its positions or head have that length."""
+    if net.cfg.head == "positional" or net.cfg.positional:
+        return min(wanted, net.cfg.max_len)
+    return wanted
+
+
 def index_of(n_layers: int, n_heads: int, schemes=SCHEMES) -> list[tuple[str, int, str]]:
     """(scheme, layer 1-based, head '1'..'H' or 'mean') of each stacked matrix."""
     heads = [str(h + 1) for h in range(n_heads)] + ["mean"]

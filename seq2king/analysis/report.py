@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from seq2king.analysis import outputs
-from seq2king.analysis.attention import make_sequences
+from seq2king.analysis.attention import longest_sequence, make_sequences
 from seq2king.analysis.connectivity import SCHEMES, match_temperature, row_entropy
 from seq2king.analysis.methods import (EMBEDDING_METHODS, EMBEDDING_PEERS, MATRIX_METHODS, Context, MatrixScores,
                                        score_matrices)
@@ -82,9 +82,7 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     out.mkdir(parents=True, exist_ok=True)
     cohort = dm.cohort
     people = np.sort(dm.splits[s.split])
-    max_seq = s.max_sequence
-    if net.cfg.head == "positional" or net.cfg.positional:
-        max_seq = min(max_seq, net.cfg.max_len)
+    max_seq = longest_sequence(net, s.max_sequence)
     torch.manual_seed(s.seed)
     from seq2king.model.transformer import Seq2King
 

@@ -86,7 +86,7 @@ def embed(run_dir: Path, ids: list[str], groups: list[np.ndarray], seed: int = 0
     """``(len(ids), d)`` mean final embeddings, each group of positions embedded among itself."""
     import torch
 
-    from seq2king.analysis.attention import extract, make_sequences
+    from seq2king.analysis.attention import extract, longest_sequence, make_sequences
     from seq2king.analysis.runs import load_run
 
     run = load_run(str(run_dir))
@@ -96,7 +96,7 @@ def embed(run_dir: Path, ids: list[str], groups: list[np.ndarray], seed: int = 0
     if missing:
         raise InputError(f"audit.ancestry_run={run_dir}: its cohort lacks {len(missing)} of the audit's people "
                          f"(e.g. {missing[0]!r}); train it on the same genotypes")
-    max_seq = min(256, net.cfg.max_len) if (net.cfg.head == "positional" or net.cfg.positional) else 256
+    max_seq = longest_sequence(net, 256)
     out = np.zeros((len(ids), net.cfg.d_model))
     torch.manual_seed(seed)
     for k, group in enumerate(groups):

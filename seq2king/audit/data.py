@@ -238,7 +238,7 @@ class AuditDataModule(pl.LightningDataModule):
     def balance_weights(self, people: np.ndarray) -> np.ndarray:
         """Weights that make every (population, phenotype) cell of ``people`` weigh the same."""
         cell = np.char.add(self.populations[people], self.y[people].astype(int).astype(str))
-        names, inv, counts = np.unique(cell, return_inverse=True, return_counts=True)
+        _, inv, counts = np.unique(cell, return_inverse=True, return_counts=True)
         return 1.0 / counts[inv]
 
     def train_dataloader(self):
