@@ -290,7 +290,19 @@ def test_analyze_writes_the_contract(trained_run):
     for name in ("attention_heatmap.png", "connectivity_by_layer.png", "embeddings_pca.png",
                  "bertviz_head_view.html", "bertviz_model_view.html"):
         assert (out / name).stat().st_size > 1000, name
-    assert "intra share" in res.stdout and "softmax-KING by" in res.stdout and "genotype_pca10" in res.stdout
+    assert "intra share" in res.stdout and "softmax-KING by" in res.stdout and "strongest embedding peer" in res.stdout
+    # a parameter-free baseline for every input the model sees, each at the headline's entropy
+    soft = ("softmax_king", "softmax_inputs", "softmax_pcs", "softmax_grm")
+    assert set(soft) <= set(s["baselines"]) and "baselines_note" not in s
+    for name in soft:
+        b, c = s["baselines"][name], s["comparisons"][name]
+        assert b["matched_entropy_nats"] == pytest.approx(s["baselines"]["softmax_king"]["matched_entropy_nats"])
+        assert c["difference"] == pytest.approx(s["headline"]["intra_share"] - b["intra_share"])
+    assert s["strongest"]["attention"] == max(soft, key=lambda n: s["baselines"][n]["intra_share"])
+    peers = set(s["embedding_baselines"])  # data.genotype_pcs is 32: PCA at 10, 20 and 32, raw and whitened
+    assert {"inputs", *(f"genotype_pca{k}{w}" for k in (10, 20, 32) for w in ("", "_white"))} <= peers
+    assert s["strongest"]["embedding"] == max(peers, key=lambda n: s["embedding_baselines"][n]["knn5_accuracy"])
+    assert {name for name in peers} <= set(s["comparisons"])
     # logged to the training run's W&B run (same id, resumed)
     run_id = (trained_run / "wandb_id.txt").read_text().strip()
     assert list((out / "wandb").glob(f"offline-run-*-{run_id}"))
@@ -387,6 +399,79 @@ def test_unlabelled_cohort_still_analyses(tmp_path):
     for name in ("attention_heatmap.png", "embeddings_pca.png", "bertviz_head_view.html", "bertviz_model_view.html"):
         assert (out / name).stat().st_size > 1000, name
     assert s["extras"] == {"plots": "ok", "bertviz": "ok"}
+
+
+def test_softmax_baselines_by_hand(trained_run):
+    """softmax_pcs and softmax_inputs recomputed from the datamodule's features: same entropy, same share."""
+    from seq2king.analysis.connectivity import person_masses, row_entropy, softmax_king
+    from seq2king.analysis.methods import Context, similarities
+    from seq2king.analysis.runs import load_run
+
+    s = json.loads((trained_run / "analysis" / "summary.json").read_text())
+    run = load_run(str(trained_run), None, "cpu")
+    dm = run.datamodule
+    people = np.sort(dm.splits["test"])
+    ctx = Context(run.module.net, run.module.net, dm, people)
+    lab = np.asarray(dm.cohort.levels["superpopulation"])
+    groups = sorted(set(lab))
+    y = np.array([groups.index(x) for x in lab[people]])
+    a, b = dm.feature_blocks["pcs"]
+    assert b - a == min(32, len(dm.splits["train"]) + len(dm.splits["panel"]) - 1)
+    for name, cols in (("softmax_pcs", slice(a, b)), ("softmax_inputs", slice(None))):
+        f = dm.features[torch.from_numpy(people)][:, cols].double()
+        sim = -torch.cdist(f, f).square()
+        base = s["baselines"][name]
+        att = softmax_king(sim, base["temperature"])
+        assert float(row_entropy(att)) == pytest.approx(base["matched_entropy_nats"], abs=1e-6)
+        ours = similarities(ctx, name, [people])[0]
+        assert torch.allclose(ours, sim, atol=1e-8 * float(sim.abs().max()))
+        share = person_masses([(att[None], np.arange(len(people)))], y[None], len(groups), len(people))
+        assert share.groups(y[None], len(groups)).macro_share()[0, 0] == pytest.approx(base["intra_share"], abs=1e-9)
+
+
+def test_relationship_equals_numpy(tmp_path):
+    """The analysed people's genomic relationship: standardised with the fit people's frequencies only."""
+    from conftest import FIXTURE
+
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.pca import relationship
+
+    src = BedSource(FIXTURE)
+    g = src.read_all(king_only=True).astype(float)
+    n = g.shape[0]
+    fit, rows = np.arange(0, n, 2), np.arange(1, n, 3)
+    gf = np.where(g[fit] == -127, np.nan, g[fit])
+    p = np.nanmean(gf, 0) / 2
+    keep = (p > 0) & (p < 1)
+    x = np.where(g[rows] == -127, np.nan, g[rows])[:, keep]
+    z = np.nan_to_num((x - 2 * p[keep]) / np.sqrt(2 * p[keep] * (1 - p[keep])))
+    ref = z @ z.T / keep.sum()
+    got = relationship(src, fit, rows, block_size=997, dtype=np.float64)
+    assert np.allclose(got, ref, atol=1e-10)
+    # a person's relationship with themself is about 1 + F; across people it centres near 0
+    assert abs(np.diag(got).mean() - 1) < 0.3
+
+
+def test_king_matrix_alone_has_only_the_baselines_it_allows(tmp_path):
+    """data=king with labels: no genotypes, so no softmax_pcs/softmax_grm and no genotype PCA, and it says so."""
+    from test_train import make_cfg
+
+    from seq2king.analysis.report import AnalysisSettings, analyze
+    from seq2king.training import train
+
+    king = ROOT / "tests" / "data" / "golden" / "king_fixture.king.bin"
+    ids = [line.split("\t")[1] for line in (ROOT / "tests" / "data" / "golden" / "king_fixture.king.id")
+           .read_text().splitlines()[1:]]
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("sample\tsuperpopulation\n" + "".join(f"{i}\t{i.split('_')[0]}\n" for i in ids))
+    cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data=king", f"data.path={king}", f"data.labels={labels}",
+                   "trainer.max_epochs=1", "logger=csv", "model.panel_size=12", "data.max_len=16")
+    train(cfg)
+    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10, bootstrap=20), wandb_log=False)
+    assert {"softmax_king", "softmax_inputs"} <= set(s["baselines"])
+    assert not {"softmax_pcs", "softmax_grm"} & set(s["baselines"])
+    assert "softmax_pcs, softmax_grm not computed" in s["baselines_note"] and "KING matrix alone" in s["baselines_note"]
+    assert set(s["embedding_baselines"]) == {"king_rows", "king_pca10", "inputs"}
 
 
 def test_a_failing_extra_leaves_the_figures(trained_run, monkeypatch):

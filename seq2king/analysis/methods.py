@@ -1,14 +1,17 @@
 """Every method side by side: each yields attention-like matrices or an embedding per person.
 
 Matrix methods (:data:`MATRIX_METHODS`) give an :class:`Extracted` stack over
-sequences of people: the trained model (every layer x head x scheme), the same
-architecture untrained, and softmax over KING at a given temperature. Embedding
-methods (:data:`EMBEDDING_METHODS`) give one row per analysed person: the
-model's embeddings and the peers users would reach for (KING rows, PCA of KING,
-genotype PCA fitted on training people). :func:`score_matrices` and
-:func:`score_embedding` score every method the same way.
+sequences of people: the trained model (every layer x head x scheme) and the same
+architecture untrained. The parameter-free attention baselines are softmax over
+every similarity the model is fed (:data:`SIMILARITIES`: KING, its token features,
+its genotype PCs, the genomic relationship), each at a temperature matched to the
+model's entropy. Embedding methods give one row per analysed person: the model's
+embedding, and the peers (:func:`embedding_peers`): KING rows, PCA of KING, the
+token features as fed, genotype PCA (10, 20 and the model's number of PCs, raw and
+whitened) fitted on training people. :func:`score_matrices` and
+:func:`~seq2king.analysis.stats.embedding_scores` score every method the same way.
 
-Adding a method is one function added to one of the two registries.
+Adding a method is one function added to a registry.
 """
 
 from __future__ import annotations
@@ -59,10 +62,97 @@ def untrained_attention(ctx: Context, seqs: list[np.ndarray]) -> Extracted:
     return extract(ctx.untrained, ctx.datamodule, seqs, device=ctx.device)
 
 
-def softmax_king_attention(ctx: Context, seqs: list[np.ndarray], temperature: float) -> Extracted:
-    king = ctx.cohort.king
-    return Extracted(seqs, [softmax_king(torch.from_numpy(king[np.ix_(q, q)]), temperature)[None] for q in seqs],
+def _sqdist(x: np.ndarray) -> np.ndarray:
+    """``(n, n)`` squared Euclidean distances between the rows of ``x`` (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    sq = (x * x).sum(1)
+    return np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+
+
+def king_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray:
+    """KING between the people of ``seq``."""
+    return ctx.cohort.king[np.ix_(seq, seq)]
+
+
+def inputs_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
+    """Minus the squared distance between the model's token features exactly as fed."""
+    f = ctx.datamodule.features
+    if f.shape[1] == 0:
+        return None
+    return -_sqdist(f[torch.from_numpy(np.asarray(seq))].double().numpy())
+
+
+def pcs_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
+    """Minus the squared distance between the genotype PCs in the token (as fed: unit variance)."""
+    block = getattr(ctx.datamodule, "feature_blocks", {}).get("pcs")
+    if block is None:
+        return None
+    f = ctx.datamodule.features[torch.from_numpy(np.asarray(seq))][:, block[0]:block[1]]
+    return -_sqdist(f.double().numpy())
+
+
+def grm_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
+    """Genomic relationship between the people of ``seq``: standardised genotypes, allele
+    frequencies from training people only, averaged over variants (:func:`analysed_grm`)."""
+    g = analysed_grm(ctx)
+    if g is None:
+        return None
+    pos = ctx.cache["grm_pos"]
+    i = np.array([pos[int(p)] for p in seq])
+    return g[np.ix_(i, i)]
+
+
+def analysed_grm(ctx: Context) -> np.ndarray | None:
+    """``(N, N)`` genomic relationship among the analysed people (None without genotypes), cached."""
+    if "grm" not in ctx.cache:
+        from seq2king.genetics.pca import relationship
+
+        source = ctx.cohort.open_genotypes()
+        if source is None:
+            ctx.cache["grm"] = None
+        else:
+            row = {iid: i for i, iid in enumerate(source.samples.iid)}
+            ids = ctx.cohort.ids
+            log.info("genomic relationship among %d analysed people (frequencies from %d training people)",
+                     len(ctx.people), len(ctx.fit_people))
+            ctx.cache["grm"] = relationship(source, np.array([row[ids[i]] for i in ctx.fit_people]),
+                                            np.array([row[ids[i]] for i in ctx.people]))
+            ctx.cache["grm_pos"] = {int(p): i for i, p in enumerate(ctx.people)}
+    return ctx.cache["grm"]
+
+
+# Parameter-free attention over every similarity the model is fed: each is softmax over
+# the others of ``similarity / T``, T matched to the model's headline entropy.
+SIMILARITIES = {"softmax_king": king_similarity, "softmax_inputs": inputs_similarity,
+                "softmax_pcs": pcs_similarity, "softmax_grm": grm_similarity}
+ATTENTION_BASELINE_NOTES = {
+    "softmax_king": "softmax over KING",
+    "softmax_inputs": "softmax over minus the squared distance between the token features as fed",
+    "softmax_pcs": "softmax over minus the squared distance between the genotype PCs in the token",
+    "softmax_grm": "softmax over the genomic relationship (standardised genotypes, training allele frequencies)",
+}
+
+
+def similarities(ctx: Context, name: str, seqs: list[np.ndarray]) -> list[torch.Tensor] | None:
+    """One ``(n, n)`` float64 similarity per sequence for baseline ``name``; None when the run lacks it."""
+    fn = SIMILARITIES[name]
+    out = []
+    for q in seqs:
+        x = fn(ctx, q)
+        if x is None:
+            return None
+        out.append(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)))
+    return out
+
+
+def softmax_attention(sims: list[torch.Tensor], seqs: list[np.ndarray], temperature: float) -> Extracted:
+    """Softmax over the others of each sequence's similarity / T (a parameter-free baseline)."""
+    return Extracted(seqs, [softmax_king(s, temperature)[None] for s in sims],
                      [("softmax", 0, f"T={temperature:.4g}")])
+
+
+def softmax_king_attention(ctx: Context, seqs: list[np.ndarray], temperature: float) -> Extracted:
+    return softmax_attention(similarities(ctx, "softmax_king", seqs), seqs, temperature)
 
 
 MATRIX_METHODS = {"model": model_attention, "untrained": untrained_attention, "softmax_king": softmax_king_attention}
@@ -84,41 +174,65 @@ def king_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
     return PCA(n_components=min(10, len(x) - 1), random_state=0).fit_transform(x)
 
 
-def _genotype_pca(ctx: Context, k: int) -> np.ndarray | None:
+def _genotype_pca(ctx: Context, k: int, white: bool = False) -> np.ndarray | None:
+    """The first ``k`` genotype PCs of the analysed people; ``white``: each at unit variance
+    over the training people it was fitted on. One pass over the genotypes serves every k."""
     from seq2king.genetics.pca import genotype_pca
 
     source = ctx.cohort.open_genotypes()
     if source is None:
         return None
-    key = ("genotype_pca", 20)
-    if key not in ctx.cache:  # one pass over the genotypes for both 10 and 20 PCs
+    key = "genotype_pca"
+    if key not in ctx.cache:
         row = {iid: i for i, iid in enumerate(source.samples.iid)}
         ids = ctx.cohort.ids
         fit = np.array([row[ids[i]] for i in ctx.fit_people])
         proj = np.array([row[ids[i]] for i in ctx.people])
-        log.info("genotype PCA: fitting on %d training people, projecting %d", len(fit), len(proj))
-        ctx.cache[key] = genotype_pca(source, fit, proj, n_components=20).scores
-    return ctx.cache[key][:, :k]
+        n = max(20, int(getattr(ctx.datamodule, "genotype_pcs", 0) or 0))
+        log.info("genotype PCA: fitting %d PCs on %d training people, projecting %d", n, len(fit), len(proj))
+        ctx.cache[key] = genotype_pca(source, fit, proj, n_components=n)
+    res = ctx.cache[key]
+    x = res.scores[:, :k]
+    if white:
+        sd = res.fit_scores[:, :k].std(0)
+        x = x / np.where(sd > 0, sd, 1.0)
+    return x
 
 
-def genotype_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray | None:
-    """10 PCs of standardised genotypes, fitted on training people, analysed people projected."""
-    return _genotype_pca(ctx, 10)
+def genotype_pca_peers(ctx: Context) -> dict:
+    """``genotype_pca10``, ``genotype_pca20`` and ``genotype_pcaK`` (K = the model's
+    ``data.genotype_pcs`` when it differs), each raw and whitened (``_white``)."""
+    ks = [10, 20]
+    k_model = int(getattr(ctx.datamodule, "genotype_pcs", 0) or 0)
+    if getattr(ctx.datamodule, "feature_blocks", {}).get("pcs") and k_model not in ks:
+        ks.append(k_model)
+    out = {}
+    for k in ks:
+        out[f"genotype_pca{k}"] = lambda ctx, extracted=None, k=k: _genotype_pca(ctx, k)
+        out[f"genotype_pca{k}_white"] = lambda ctx, extracted=None, k=k: _genotype_pca(ctx, k, white=True)
+    return out
 
 
-def genotype_pca20(ctx: Context, extracted: Extracted | None = None) -> np.ndarray | None:
-    """As :func:`genotype_pca10` with 20 PCs (within-continent structure needs more axes)."""
-    return _genotype_pca(ctx, 20)
+def inputs(ctx: Context, extracted: Extracted | None = None) -> np.ndarray | None:
+    """The model's token features exactly as fed (KING to the panel, and from genotypes the
+    genomic relationship to it and the genotype PCs)."""
+    f = ctx.datamodule.features
+    if f.shape[1] == 0:
+        return None
+    return f[torch.from_numpy(ctx.people)].double().numpy()
 
 
 def model_embedding(ctx: Context, extracted: Extracted) -> np.ndarray:
-    """The model's embedding of each person (input of the last attention), averaged over sequences."""
+    """The model's embedding of each person (see :meth:`Seq2King.forward`), averaged over sequences."""
     return np.stack([extracted.embeddings[int(p)] for p in ctx.people])
 
 
+def embedding_peers(ctx: Context) -> dict:
+    """Every embedding peer this run's inputs allow, by name."""
+    return {"king_rows": king_rows, "king_pca10": king_pca10, "inputs": inputs, **genotype_pca_peers(ctx)}
+
+
 EMBEDDING_METHODS = {"model": model_embedding}
-EMBEDDING_PEERS = {"king_rows": king_rows, "king_pca10": king_pca10, "genotype_pca10": genotype_pca10,
-                   "genotype_pca20": genotype_pca20}
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -137,7 +137,11 @@ def plots(out: Path, details: dict, primary: str) -> None:
         ax.axhline(m.macro_chance, color="black", ls="--", label="chance")
         un = d["untrained"]
         ax.axhline(float(un.macro_share[d["un_pick"]]), color="grey", ls=":", label="untrained (chosen on val)")
-        ax.axhline(float(d["king"].macro_share[0]), color="red", ls="-.", label="softmax-KING (entropy matched)")
+        styles = {"softmax_king": ("red", "-."), "softmax_inputs": ("purple", "-."), "softmax_pcs": ("orange", "--"),
+                  "softmax_grm": ("brown", ":")}
+        for name, sc in d["soft"].items():  # every parameter-free baseline, at the headline's entropy
+            color, ls = styles.get(name, ("black", ":"))
+            ax.axhline(float(sc.macro_share[0]), color=color, ls=ls, label=f"{name} (entropy matched)")
         ax.axhline(float(m.macro_share[pick]), color="green", ls="-", lw=1,
                    label=f"model headline (L{layer} H{head} {scheme})")
         ax.set_xlabel("layer")

@@ -24,8 +24,9 @@ import torch
 from seq2king.analysis import outputs
 from seq2king.analysis.attention import longest_sequence, make_sequences
 from seq2king.analysis.connectivity import SCHEMES, match_temperature, row_entropy
-from seq2king.analysis.methods import (EMBEDDING_METHODS, EMBEDDING_PEERS, MATRIX_METHODS, Context, MatrixScores,
-                                       score_matrices)
+from seq2king.analysis.methods import (ATTENTION_BASELINE_NOTES, EMBEDDING_METHODS, MATRIX_METHODS, SIMILARITIES,
+                                       Context, MatrixScores, embedding_peers, score_matrices, similarities,
+                                       softmax_attention)
 from seq2king.analysis.runs import load_run
 from seq2king.analysis.stats import bh, embedding_scores, mean_of, paired_bootstrap
 from seq2king.errors import InputError
@@ -104,10 +105,22 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     for name in ("model", "untrained"):  # the headline's tie-break: each matrix's entropy on validation people
         shared[f"{name}_val_entropy"] = _entropies(shared[f"{name}_val"])
     embeddings = {"model": EMBEDDING_METHODS["model"](ctx, model_ex)}
-    for name, fn in EMBEDDING_PEERS.items():
+    for name, fn in embedding_peers(ctx).items():
         x = fn(ctx, model_ex)
         if x is not None:
             embeddings[name] = x
+    # the parameter-free attention baselines this run's inputs allow (similarities per sequence)
+    shared["similarities"] = {}
+    for name in SIMILARITIES:
+        sims = similarities(ctx, name, seqs)
+        if sims is not None:
+            shared["similarities"][name] = sims
+    missing = [n for n in SIMILARITIES if n not in shared["similarities"]]
+    if missing:
+        summary["baselines_note"] = (
+            f"{', '.join(missing)} not computed: the run's inputs have no "
+            + ("genotypes (a KING matrix alone), so only the baselines KING allows are shown"
+               if "softmax_grm" in missing else "genotype PCs in the token (data.genotype_pcs=0)"))
     names = list(cohort.levels)
     wanted = list(s.levels) if s.levels else names
     unknown = [c for c in wanted if c not in cohort.levels]
@@ -217,11 +230,13 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
                       shared["untrained_val_entropy"])
     untrained = score_matrices(shared["untrained"], people, y, G)
 
-    kings = [torch.from_numpy(ctx.cohort.king[np.ix_(q, q)]) for q in seqs]
     target_h = float(torch.stack([row_entropy(a[pick]) for a in shared["model"].stacks]).mean())
-    temp = match_temperature(kings, target_h)
-    king_ex = MATRIX_METHODS["softmax_king"](ctx, seqs, temp)
-    king = score_matrices(king_ex, people, y, G, perms)
+    soft, temps = {}, {}
+    for name, sims in shared["similarities"].items():  # each at the model's headline entropy
+        temps[name] = match_temperature(sims, target_h)
+        soft[name] = score_matrices(softmax_attention(sims, seqs, temps[name]), people, y, G,
+                                    perms if name == "softmax_king" else None)
+    king = soft["softmax_king"]
 
     scheme, layer, head = model.index[pick]
     p_bh_groups = bh(model.p_group[pick])
@@ -247,7 +262,8 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
             "chance": {"intra_share": model.macro_chance, "lift": 1.0},
             "untrained": {**untrained.row(un_pick), "layer": ul, "head": uh, "scheme": us,
                           "chosen_on": "val"},
-            "softmax_king": {**king.row(0), "temperature": temp, "matched_entropy_nats": target_h},
+            **{name: {**sc.row(0), "temperature": temps[name], "matched_entropy_nats": target_h,
+                      "what": ATTENTION_BASELINE_NOTES[name]} for name, sc in soft.items()},
         },
     }
     # -- embeddings and the paired comparisons -------------------------------------------
@@ -260,14 +276,19 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
     comparisons = {
         "untrained": paired_bootstrap(model.share_stat(pick), untrained.share_stat(un_pick), figure="intra_share",
                                       **boot),
-        "softmax_king": paired_bootstrap(model.share_stat(pick), king.share_stat(0), figure="intra_share", **boot),
+        **{name: paired_bootstrap(model.share_stat(pick), sc.share_stat(0), figure="intra_share", **boot)
+           for name, sc in soft.items()},
     }
     for name in block["embedding_baselines"]:
         comparisons[name] = paired_bootstrap(mean_of(hits["model"]), mean_of(hits[name]),
                                              figure="knn5_accuracy", **boot)
     block["comparisons"] = {k: v.as_dict() for k, v in comparisons.items()}
+    block["strongest"] = {
+        "attention": max(soft, key=lambda n: block["baselines"][n]["intra_share"]),
+        "embedding": max(emb, key=lambda n: emb[n]["knn5_accuracy"]) if emb else None,
+    }
     detail = {"groups": groups, "labels": ids_all, "model": model, "untrained": untrained, "un_pick": un_pick,
-              "king": king, "pick": pick, "seqs": seqs, "stacks": shared["model"].stacks,
+              "king": king, "soft": soft, "pick": pick, "seqs": seqs, "stacks": shared["model"].stacks,
               "embedding": embeddings["model"], "y": y, "knn": {k: v["knn5_accuracy"] for k, v in
                                                                   {"model": block["embedding"], **emb}.items()}}
     return block, detail
@@ -289,8 +310,9 @@ def _method_rows(level: str, b: dict) -> list[dict]:
     add("model (no inversion)", "attention", hn, f"layer {hn['layer']} head {hn['head']} none (chosen on val)")
     u = b["baselines"]["untrained"]
     add("untrained", "attention", u, f"layer {u['layer']} head {u['head']} {u['scheme']} (chosen on val)")
-    k = b["baselines"]["softmax_king"]
-    add("softmax_king", "attention", k, f"T={k['temperature']:.4g}, entropy matched to the model")
+    for name, k in b["baselines"].items():
+        if name.startswith("softmax_"):
+            add(name, "attention", k, f"T={k['temperature']:.4g}, entropy matched to the model")
     add("chance", "attention", b["baselines"]["chance"])
     add("model", "embedding", b["embedding"])
     for name, e in b["embedding_baselines"].items():
@@ -327,7 +349,13 @@ def _level_line(summary: dict, level: str, b: dict) -> str:
             f"{summary['n_individuals']} {summary['split']} people, chance {b['chance']:.3f}, lift {h['lift']:.2f}, "
             f"{ptxt(h['p_value'])}; {vs('untrained', 'untrained')} ({base['untrained']['intra_share']:.3f}); "
             f"{vs('softmax_king', 'softmax-KING')} ({base['softmax_king']['intra_share']:.3f})")
-    knn = f"; embedding kNN-5 {b['embedding']['knn5_accuracy']:.3f}"
-    for name, e in b["embedding_baselines"].items():
-        knn += f", {vs(name, name)} ({e['knn5_accuracy']:.3f})"
-    return text + knn
+    strong = b.get("strongest", {})
+    a = strong.get("attention")
+    if a and a != "softmax_king":
+        text += f"; strongest attention baseline {a}: {vs(a, a)} ({base[a]['intra_share']:.3f})"
+    text += f"; embedding kNN-5 {b['embedding']['knn5_accuracy']:.3f}"
+    e = strong.get("embedding")
+    if e:
+        text += (f"; strongest embedding peer {e}: {vs(e, e)} "
+                 f"({b['embedding_baselines'][e]['knn5_accuracy']:.3f})")
+    return text

@@ -265,9 +265,15 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
         self.features = (self.king_scaled[:, torch.from_numpy(panel)] if len(panel)
                          else torch.zeros(n, 0))
+        # which columns of a token are what: (start, stop) of "king", "grm" and "pcs"
+        self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
         source = cohort.open_genotypes() if self.genotype_features and len(panel) else None
         if source is not None:
             self.features = torch.cat([self.features, self._genotype_features(cohort, source, train, panel)], 1)
+            p = len(panel)
+            self.feature_blocks["grm"] = (p, 2 * p)
+            if self.features.shape[1] > 2 * p:
+                self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
         eval_len = self.max_len
         self.datasets = {
             "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),

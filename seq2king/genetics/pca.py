@@ -75,6 +75,23 @@ def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_r
     return k_ff, k_pf, used
 
 
+def relationship(source: GenotypeSource, freq_rows: np.ndarray, rows: np.ndarray, block_size: int = 8192,
+                 dtype=np.float32) -> np.ndarray:
+    """``(len(rows), len(rows))`` genomic relationship ``X Xᵀ / M`` of standardised genotypes,
+    allele frequencies from ``freq_rows`` only (variants monomorphic among them dropped)."""
+    rows = np.asarray(rows)
+    k = np.zeros((len(rows), len(rows)))
+    used = 0
+    for x in standardised_blocks(source, freq_rows, block_size, dtype):
+        xr = x[rows]
+        k += xr @ xr.T
+        used += x.shape[1]
+    if used == 0:
+        raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
+                         f"{len(freq_rows)} training people")
+    return k / used
+
+
 def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
                  n_components: int = 10, block_size: int = 8192, dtype=np.float32) -> GenotypePCA:
     """Top ``n_components`` PCs of the fit people's standardised genotypes, and the projected people's scores."""

@@ -178,7 +178,7 @@ def simulate(
                                         maf=max(maf, 0.05))
     if model == WITHIN_CONTINENT:
         return simulate_within_continent(out, samples=samples, loci=loci, length=length, seed=seed,
-                                         workers=workers, progress=progress)
+                                         workers=workers, progress=progress, aims=aims, aims_maf=aims_maf)
     if samples < 2:
         raise InputError(f"--samples {samples}: need at least 2 people")
     if length <= 0:
@@ -342,7 +342,8 @@ REFERENCE_SIZES = {"ACB": 96, "ASW": 61, "BEB": 86, "CDX": 93, "CEU": 99, "CHB":
 
 def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, length: float = 100e6,
                               seed: int = 1, workers: int | None = None, progress: bool = True,
-                              maf: float = 0.05, reference: bool = True) -> dict:
+                              maf: float = 0.05, reference: bool = True, aims: int | None = None,
+                              aims_maf: float = 0.03) -> dict:
     """26 populations in 5 continents by Balding-Nichols draws from simulated continental frequencies.
 
     1. Continental allele frequencies: the FiveContinents demes model (msprime) for 100
@@ -368,6 +369,10 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     people): kNN-5 at the population level 0.919 for genotype PCA-20 and 0.735 for KING
     rows, near the real 1000 Genomes set this regime stands in for (0.962 and 0.697);
     without step 3 both were about 0.46.
+
+    ``aims``: then keep only the ``aims`` loci with the highest between-continent Fst
+    (MAF >= ``aims_maf``), as a commercial ancestry panel does: 26 populations seen
+    through markers chosen to tell continents apart.
     """
     if samples < 26 * 2:
         raise InputError(f"--samples {samples}: {WITHIN_CONTINENT} needs at least 2 people in each of 26 populations")
@@ -409,12 +414,15 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
             supers += [c] * counts[k]
             k += 1
     dos = np.concatenate(dos).T  # (loci, people)
+    if aims:
+        dos = dos[top_fst(dos, supers, aims, aims_maf)]
+        loci = len(dos)
     width = len(str(samples))
     iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
     # one locus per "chromosome" position, far apart: nothing downstream assumes linkage
     pos = (np.arange(loci) + 1) * 100_000
     paths = _write_cohort(out, iids, pop_of, supers, ["1"] * loci, pos, ["A"] * loci, ["G"] * loci, dos)
-    return {"model": f"{WITHIN_CONTINENT} (Balding-Nichols)", "samples": {p: pop_of.count(p) for p in dict.fromkeys(pop_of)},
+    return {"model": f"{WITHIN_CONTINENT} (Balding-Nichols)" + (f", {aims} AIMs" if aims else ""), "samples": {p: pop_of.count(p) for p in dict.fromkeys(pop_of)},
             "variants": int(loci), "length": int(length), "files": paths}
 
 
@@ -474,6 +482,9 @@ def simulate_two_populations(out, samples: int = 2000, loci: int = 10_000, lengt
         dos.append(rng.binomial(2, pk, size=(n, loci)).astype(np.int8))
         pop_of += [name] * n
     dos = np.concatenate(dos).T  # (loci, people)
+    if aims:
+        dos = dos[top_fst(dos, supers, aims, aims_maf)]
+        loci = len(dos)
     width = len(str(samples))
     iids = [f"{q}_{i + 1:0{width}d}" for i, q in enumerate(pop_of)]
     pos = (np.arange(loci) + 1) * 100_000
