@@ -69,6 +69,7 @@ def test_loss_counts_off_diagonal_real_pairs_per_sequence():
     ({"tokenizer": "pixels"}, "tokenizer='pixels'"),
     ({"head": "cls"}, "head='cls'"),
     ({"tokenizer": "index"}, "needs num_individuals"),
+    ({"input_bias": "genes"}, "input_bias='genes': choose false, inputs or pcs"),
 ])
 def test_bad_config_messages(kw, msg):
     with pytest.raises(InputError, match=msg):
@@ -300,3 +301,80 @@ def test_auto_matmul_precision_trains_like_float32():
     (p1, g1), (p2, g2) = out["highest"], out["auto"]
     assert (p1 - p2).abs().max() < 1e-5  # bfloat16 products are 4e-3 off here
     assert (g1 - g2).norm() / g1.norm() < 1e-4
+
+
+def test_input_bias_is_minus_gamma_times_the_feature_distance():
+    """With model.input_bias every layer's logits are the learned ones minus gamma_h |z_i - z_j|^2 (z: the
+    bias columns over sqrt(scale)); both attention paths agree; the embedding holds the scaled features."""
+    torch.manual_seed(0)
+    cfg = Seq2KingConfig(panel_size=16, num_features=16, d_model=32, depth=2, heads=2, ffn_dim=64,
+                         symmetric_readout=True, kernel="distance", per_head_readout=True, readout_range=4,
+                         input_bias="pcs", bias_columns=(4, 12), feature_scale=9.0, bias_slope=0.5)
+    net = Seq2King(cfg).eval()
+    assert torch.allclose(net.bias_log_gamma.exp(), 0.5 / torch.tensor(cfg.temperatures()).repeat(2, 1))
+    x = batch(panel=16)
+    z = x["features"][..., 4:12] / 3.0
+    d2 = torch.cdist(z, z).square()
+    with torch.no_grad():
+        fast = net(x)
+        pred, extra = net(x, need_weights=True)
+        h = net.encoder[0].ln1(net.embed(x))
+        plain = net.encoder[0].attn.logits(h, x["mask"])
+    assert torch.allclose(fast, pred, atol=1e-5)
+    m = x["mask"][:, None, None, :]
+    gamma = net.bias_log_gamma[0].exp()[None, :, None, None]
+    want = (plain - gamma * d2[:, None]).masked_fill(~m, float("-inf"))
+    assert torch.allclose(extra["scores"][0][m.expand_as(want)], want[m.expand_as(want)], atol=1e-4)
+    # the embedding: the readout's queries, then the bias columns scaled by the readout's weight
+    emb = extra["embeddings"]
+    assert emb.shape[-1] == 32 + 8
+    ratio = emb[..., 32:] / z
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
+    # the same people in another order: the same predictions, reordered (a set has no order)
+    perm = torch.randperm(10)
+    xp = {k: (v[:, perm][:, :, perm] if k == "target" else v[:, perm]) for k, v in x.items()}
+    xp["mask"] = torch.ones_like(xp["mask"])
+    xf = dict(x, mask=torch.ones_like(x["mask"]))
+    with torch.no_grad():
+        assert torch.allclose(net(xp), net(xf)[:, perm][:, :, perm], atol=1e-5)
+    # bias_readout=false: the layers below the readout only; the readout's logits and embedding are the plain ones
+    cfg.bias_readout = False
+    below = Seq2King(cfg).eval()
+    with torch.no_grad():
+        _, ex = below(x, need_weights=True)
+        h = below.encoder[0].ln1(below.embed(x))
+        plain0 = below.encoder[0].attn.logits(h, x["mask"])
+        want0 = (plain0 - below.bias_log_gamma[0].exp()[None, :, None, None] * d2[:, None]).masked_fill(~m, float("-inf"))
+        assert torch.allclose(ex["scores"][0][m.expand_as(want0)], want0[m.expand_as(want0)], atol=1e-4)
+        ln = below.encoder[1].ln1
+        x1, _, _ = below.encoder[0](below.embed(x), x["mask"], bias=-below.bias_log_gamma[0].exp()[None, :, None, None]
+                                    * d2[:, None])
+        plain1 = below.encoder[1].attn.logits(ln(x1), x["mask"])
+    assert torch.allclose(ex["scores"][1][m.expand_as(plain1)], plain1[m.expand_as(plain1)], atol=1e-4)
+    assert ex["embeddings"].shape[-1] == 32
+
+
+def test_input_lines_are_fitted_on_training_people_only(tmp_path):
+    """The input bias's start: KING's least-squares line on the feature distance, from training pairs only."""
+    from conftest import FIXTURE
+
+    from seq2king.data.datamodule import Seq2KingDataModule
+
+    dm = Seq2KingDataModule(source="plink", bfile=str(FIXTURE), cache_dir=str(tmp_path), panel_size=16,
+                            min_len=4, max_len=16, genotype_pcs=8)
+    dm.setup()
+    lines = dm.model_kwargs()["input_lines"]
+    assert lines["inputs"]["columns"] == [0, 40] and lines["pcs"]["columns"] == [32, 40]
+    assert all(v["slope"] >= 0 and v["scale"] > 0 for v in lines.values())
+    # the same numbers again from the same pairs, computed here with numpy on training people alone
+    train = dm.splits["train"]
+    rng = np.random.default_rng([dm.split_seed, 2])
+    a, b = rng.choice(train, 20000), rng.choice(train, 20000)
+    a, b = a[a != b], b[a != b]
+    f = dm.features.double().numpy()
+    d2 = ((f[a] - f[b]) ** 2).sum(1)
+    x, t = d2 / d2.mean(), dm.scaler(dm.cohort.king[a, b])
+    slope, _ = np.polyfit(x, t, 1)
+    assert lines["inputs"]["scale"] == pytest.approx(d2.mean())
+    assert lines["inputs"]["slope"] == pytest.approx(max(-slope, 0.0), rel=1e-6)
+    assert set(a) | set(b) <= set(train) and not (set(a) & set(dm.splits["test"]))

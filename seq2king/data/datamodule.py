@@ -274,6 +274,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
             self.feature_blocks["grm"] = (p, 2 * p)
             if self.features.shape[1] > 2 * p:
                 self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
+        self._fit_input_line(cohort, train)
         eval_len = self.max_len
         self.datasets = {
             "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
@@ -283,6 +284,32 @@ class Seq2KingDataModule(pl.LightningDataModule):
         log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
                  cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
                  self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    def _fit_input_line(self, cohort: Cohort, train: np.ndarray, pairs: int = 20000) -> None:
+        """KING against the distance between token features, on random training pairs (what
+        ``model.input_bias`` starts from), for all the features (``inputs``) and for the genotype PCs alone
+        (``pcs``): ``columns``, ``scale`` (the mean squared distance between two tokens' columns) and the
+        least-squares line ``scaled KING ~ intercept - slope * distance / scale``."""
+        self.input_lines = {}
+        if self.features.shape[1] == 0:
+            return
+        rng = np.random.default_rng([self.split_seed, 2])
+        a, b = rng.choice(train, pairs), rng.choice(train, pairs)
+        a, b = a[a != b], b[a != b]
+        t = self.scaler(cohort.king[a, b])
+        diff = (self.features[torch.from_numpy(a)] - self.features[torch.from_numpy(b)]).double()
+        blocks = {"inputs": (0, int(self.features.shape[1]))}
+        if "pcs" in self.feature_blocks:
+            blocks["pcs"] = self.feature_blocks["pcs"]
+        for name, (lo, hi) in blocks.items():
+            d2 = diff[:, lo:hi].square().sum(1).numpy()
+            scale = float(d2.mean())
+            if not scale > 0:
+                continue
+            x = d2 / scale
+            slope = max(-float(np.cov(t, x, bias=True)[0, 1] / max(x.var(), 1e-12)), 0.0)
+            self.input_lines[name] = {"columns": [lo, hi], "scale": scale, "slope": slope,
+                                      "intercept": float(t.mean() + slope * x.mean())}
 
     def _read_split_file(self, ids: list[str]) -> dict[str, np.ndarray]:
         """``data.split_file``: a JSON ``{"train": [IDs], "val": [...], "test": [...]}`` (a run's
@@ -358,7 +385,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
         """What the model needs to know of the data (train.py passes it on)."""
         self.setup()
         return {"num_individuals": self.num_individuals, "target_mean": self.target_mean,
-                "target_top": self.target_top, "num_features": self.num_features}
+                "target_top": self.target_top, "num_features": self.num_features,
+                "input_lines": self.input_lines}
 
     def split_summary(self) -> dict:
         """IDs in each split (what ``split.json`` in the run directory holds)."""

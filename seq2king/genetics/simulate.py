@@ -482,9 +482,6 @@ def simulate_two_populations(out, samples: int = 2000, loci: int = 10_000, lengt
         dos.append(rng.binomial(2, pk, size=(n, loci)).astype(np.int8))
         pop_of += [name] * n
     dos = np.concatenate(dos).T  # (loci, people)
-    if aims:
-        dos = dos[top_fst(dos, supers, aims, aims_maf)]
-        loci = len(dos)
     width = len(str(samples))
     iids = [f"{q}_{i + 1:0{width}d}" for i, q in enumerate(pop_of)]
     pos = (np.arange(loci) + 1) * 100_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytorch_lightning as pl
@@ -9,6 +10,8 @@ import torch
 
 from seq2king.errors import InputError
 from seq2king.model.transformer import Seq2King, Seq2KingConfig, attention_kl, masked_pair_mse
+
+log = logging.getLogger(__name__)
 
 
 class Seq2KingModule(pl.LightningModule):
@@ -24,14 +27,20 @@ class Seq2KingModule(pl.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None,
                  compile: bool = False, num_individuals: int = 0, target_mean: float = 0.0,
-                 target_top: float = 0.0, num_features: int = 0, attention_loss: float = 0.0, **model):
+                 target_top: float = 0.0, num_features: int = 0, attention_loss: float = 0.0,
+                 input_lines: dict | None = None, **model):
         """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
         super().__init__()
         self.save_hyperparameters()
         self.cfg = self._config(model, num_individuals, num_features)
+        line = self._input_line(self.cfg, input_lines or {})
         self.net = Seq2King(self.cfg)
         if self.cfg.head == "attention" and self.cfg.kernel == "distance" and self.cfg.symmetric_readout:
-            self.net.init_distance_readout(target_top, target_top - target_mean)
+            if line is not None and self.cfg.bias_readout:
+                # the input bias carries the spread of the start: the learned distance starts small
+                self.net.init_distance_readout(line["intercept"], 0.1 * (target_top - target_mean))
+            else:
+                self.net.init_distance_readout(target_top, target_top - target_mean)
         self.optim_cfg = {"name": "adamw", "lr": 3e-4, "weight_decay": 0.01, "betas": (0.9, 0.98),
                           **(optimizer or {})}
         self.sched_cfg = {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.05, **(scheduler or {})}
@@ -42,6 +51,24 @@ class Seq2KingModule(pl.LightningModule):
         # registering it would store every weight twice (``_compiled._orig_mod.*``) in the
         # checkpoint, which then would not load into an uncompiled model.
         object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
+
+    @staticmethod
+    def _input_line(cfg: Seq2KingConfig, lines: dict) -> dict | None:
+        """Set ``cfg``'s input-bias columns, scale and slope from the data's fitted lines; the line used."""
+        if cfg.input_bias in (False, None, "none"):
+            cfg.input_bias = False
+            return None
+        want = "inputs" if cfg.input_bias is True else str(cfg.input_bias)
+        line = lines.get(want) if cfg.tokenizer == "kinship" else None
+        if line is None:
+            # index tokens, or no such features (pcs from a KING matrix alone, data.genotype_pcs=0): no bias
+            if lines:
+                log.info("model.input_bias=%s: the tokens have no %s columns; no input bias", cfg.input_bias, want)
+            cfg.input_bias = False
+            return None
+        cfg.bias_columns = tuple(int(c) for c in line["columns"])
+        cfg.feature_scale, cfg.bias_slope = float(line["scale"]), float(line["slope"])
+        return line
 
     @staticmethod
     def _config(model: dict, num_individuals: int, num_features: int) -> Seq2KingConfig:

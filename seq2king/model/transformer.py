@@ -72,6 +72,19 @@ class Seq2KingConfig:
     per_head_readout: bool = False  # attention head: train every head's logits to predict kinship, not their mean
     kernel: str = "dot"  # symmetric last layer: "dot" (q_i . S q_j) or "distance" (-|q_i - q_j|^2 / 2)
     num_features: int = 0  # kinship tokenizer: features per token (0: panel_size, KING only)
+    # kinship tokenizer: every attention logit gets -gamma_{layer,head} * |z_i - z_j|^2 with z the token
+    # features as fed over feature_scale (mean squared distance 1 between training tokens): attention
+    # starts where softmax over the inputs is and learns what it misses
+    input_bias: bool | str = False  # false | inputs (all token features; true means this) | pcs (genotype PCs)
+    bias_columns: tuple | None = None  # set from the data: the feature columns the bias reads
+    feature_scale: float = 1.0
+    bias_slope: float = 0.0  # data: least-squares slope of scaled KING on |z_i - z_j|^2 (training pairs), >= 0
+    # input_bias: after each layer below the readout, z_i <- (z_i + sum_j a_ij z_j) / 2 with a the softmax of
+    # that layer's bias (heads' mean): each person's features pooled with their input neighbours in the
+    # sequence (contextual denoising), so the next layer's bias and the readout see the pooled features
+    input_denoise: bool = False
+    bias_readout: bool = True  # input_bias: also in the readout layer (false: only the layers below it)
+    bias_scale: float = 1.0  # input_bias: the starting gamma of the layers below the readout, times this
 
     def temperatures(self) -> list[float] | None:
         """The attention head's output scale of each head; None when it is learned."""
@@ -99,6 +112,8 @@ class Seq2KingConfig:
             raise InputError(f"model.dropout={self.dropout}: must be in [0, 1)")
         if self.tokenizer == "index" and self.num_individuals < 1:
             raise InputError("model.tokenizer=index needs num_individuals (set from the data)")
+        if self.input_bias not in (False, True, None, "none", "inputs", "pcs"):
+            raise InputError(f"model.input_bias={self.input_bias!r}: choose false, inputs or pcs")
         if self.tokenizer == "kinship" and self.panel_size < 1:
             raise InputError(f"model.panel_size={self.panel_size}: must be positive")
 
@@ -246,14 +261,17 @@ class Attention(nn.Module):
         v = self.v(ctx) if self.tied else self.kv(ctx)[..., d:]
         return v.view(b, m, self.heads, d // self.heads).transpose(1, 2)
 
-    def logits(self, x, mask, context=None) -> torch.Tensor:
-        """The pre-softmax scores alone, (B, heads, n, n_ctx), padding keys at -inf."""
+    def logits(self, x, mask, context=None, bias=None) -> torch.Tensor:
+        """The pre-softmax scores alone, (B, heads, n, n_ctx), padding keys at -inf; ``bias`` is added."""
         q, k = self._qk(x, x if context is None else context)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(x.shape[-1] // self.heads)
+        if bias is not None:
+            scores = scores + bias
         return scores.masked_fill(~mask[:, None, None, :], float("-inf"))
 
-    def forward(self, x, mask, context=None, need_weights=False):
-        """x: (B, n, d); mask: (B, n_ctx) True for real tokens; context defaults to x."""
+    def forward(self, x, mask, context=None, need_weights=False, bias=None):
+        """x: (B, n, d); mask: (B, n_ctx) True for real tokens; context defaults to x;
+        ``bias`` (B, heads, n, n_ctx): added to the logits."""
         b, n, d = x.shape
         ctx = x if context is None else context
         v = self._v(ctx)
@@ -261,13 +279,15 @@ class Attention(nn.Module):
         cpu_dropout = self.training and self.dropout > 0 and x.device.type == "cpu"
         if not need_weights and not cpu_dropout:
             q, k = self._qk(x, ctx)
+            attn_mask = (mask[:, None, None, :] if bias is None
+                         else bias.masked_fill(~mask[:, None, None, :], float("-inf")))
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0,
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
                 scale=1 / math.sqrt(d // self.heads))
             weights = scores = None
         else:
             # The explicit path: same numbers, plus what analysis reads.
-            scores = self.logits(x, mask, context)
+            scores = self.logits(x, mask, context, bias=bias)
             weights = scores.softmax(dim=-1)
             y = self.attn_drop(weights) @ v
             if not need_weights:
@@ -300,8 +320,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = Dropout(cfg.dropout)
 
-    def forward(self, x, mask, memory=None, need_weights=False):
-        a, w, s = self.attn(self.ln1(x), mask, need_weights=need_weights)
+    def forward(self, x, mask, memory=None, need_weights=False, bias=None):
+        a, w, s = self.attn(self.ln1(x), mask, need_weights=need_weights, bias=bias)
         x = self.drop.add(x, a)
         if self.cross is not None:
             c, _, _ = self.cross(self.ln_cross(x), mask, context=memory, need_weights=need_weights)
@@ -342,6 +362,16 @@ class Seq2King(nn.Module):
         self.encoder = nn.ModuleList(Block(cfg, tied=tie_last and i == cfg.depth - 1) for i in range(cfg.depth))
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_depth))
         self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.bias_log_gamma = None
+        if cfg.input_bias and cfg.input_bias != "none" and cfg.tokenizer == "kinship":
+            # every self-attention layer (the last encoder layer is the readout): log gamma per head,
+            # starting at slope / T_h, so that the readout's prediction starts at KING's least-squares
+            # line on the inputs' distance, and earlier layers pool each person with their input neighbours
+            temps = torch.tensor(cfg.temperatures() or [1.0] * cfg.heads)
+            start = torch.log(max(cfg.bias_slope, 1e-3) / temps)
+            start = start.repeat(cfg.depth + cfg.decoder_depth, 1)
+            start[:-1] += math.log(cfg.bias_scale)
+            self.bias_log_gamma = nn.Parameter(start)
         if cfg.head == "pairwise":
             self.pair = nn.Linear(cfg.d_model, cfg.pair_dim)
             self.pair_bias = nn.Parameter(torch.zeros(()))
@@ -395,21 +425,49 @@ class Seq2King(nn.Module):
             x = x + sinusoidal(x.shape[1], x.shape[2], x.device)
         return self.drop(x)
 
+    def input_features(self, batch) -> torch.Tensor | None:
+        """``(B, n, F)`` the token features over ``sqrt(feature_scale)`` (input_bias), else None."""
+        if self.bias_log_gamma is None:
+            return None
+        f = batch["features"].float()
+        if self.cfg.bias_columns is not None:
+            f = f[..., self.cfg.bias_columns[0]:self.cfg.bias_columns[1]]
+        return f / math.sqrt(self.cfg.feature_scale)
+
+    @staticmethod
+    def input_distance(z: torch.Tensor) -> torch.Tensor:
+        """``(B, n, n)`` squared distances between the rows of ``z`` (B, n, F), 0 on the diagonal."""
+        sq = z.square().sum(-1)
+        d2 = (sq[:, :, None] + sq[:, None, :] - 2 * z @ z.transpose(1, 2)).clamp_min(0.0)
+        eye = torch.eye(d2.shape[-1], dtype=torch.bool, device=d2.device)
+        return d2.masked_fill(eye, 0.0)
+
     def forward(self, batch, need_weights: bool = False, per_head: bool = False):
         mask = batch["mask"]
         x = self.embed(batch)
         weights, scores = [], []
         blocks = [(b, False) for b in self.encoder] + [(b, True) for b in self.decoder]
         memory = None
+        z = self.input_features(batch)
         for i, (block, is_decoder) in enumerate(blocks):
             if is_decoder and memory is None:
                 memory = x
+            bias = None
+            readout = i == len(blocks) - 1 and self.cfg.head == "attention"
+            if z is not None and (self.cfg.bias_readout or not readout):
+                d2 = self.input_distance(z)
+                bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * d2[:, None]
+                if self.cfg.input_denoise and i < len(blocks) - 1:
+                    pool = bias.mean(1).masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+                    z_next = (z + pool @ z) / 2
             if i == len(blocks) - 1 and self.cfg.head == "attention":
                 query_input = block.ln1(x)  # what the last attention's queries and keys see
                 if not need_weights:  # the head reads this layer's logits alone: skip its softmax, values, MLP
-                    scores.append(block.attn.logits(query_input, mask))
+                    scores.append(block.attn.logits(query_input, mask, bias=bias))
                     break
-            x, w, s = block(x, mask, memory=memory, need_weights=need_weights)
+            x, w, s = block(x, mask, memory=memory, need_weights=need_weights, bias=bias)
+            if z is not None and self.cfg.input_denoise and i < len(blocks) - 1:
+                z = z_next
             weights.append(w)
             scores.append(s)
         if self.cfg.head == "attention":
@@ -438,6 +496,13 @@ class Seq2King(nn.Module):
                 q = blocks[-1][0].attn.queries(query_input)  # (B, H, n, d_head)
                 q = q * self.pair_scale.detach().abs().sqrt()[:, None, None]
                 emb = q.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+                if z is not None and self.cfg.bias_readout:
+                    # the input bias is part of the same distance: |dq_h|^2 / (2 sqrt(d_head)) + gamma_h |dz|^2
+                    # per head, times T_h; the (pooled) features, scaled, complete the space attention ranks
+                    # people in
+                    dh = self.cfg.d_model // self.cfg.heads
+                    w = (2 * math.sqrt(dh) * (self.bias_log_gamma[-1].exp() * self.pair_scale.abs()).sum()).sqrt()
+                    emb = torch.cat([emb, z * w.detach()], -1)
             else:
                 emb = query_input
             return pred, {"weights": weights, "scores": scores, "embeddings": emb}
