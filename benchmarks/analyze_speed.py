@@ -39,8 +39,7 @@ def main() -> int:
 
     from seq2king.analysis.attention import make_sequences
     from seq2king.analysis.connectivity import masses, match_temperature, row_entropy
-    from seq2king.analysis.methods import (EMBEDDING_PEERS, MATRIX_METHODS, Context, model_embedding,
-                                           score_matrices)
+    from seq2king.analysis.methods import MATRIX_METHODS, Context, embedding_peers, model_embedding, score_matrices
     from seq2king.analysis.stats import embedding_scores, mean_of, paired_bootstrap
     from seq2king.model.transformer import Seq2King, Seq2KingConfig
 
@@ -76,13 +75,14 @@ def main() -> int:
     king = score_matrices(MATRIX_METHODS["softmax_king"](ctx, seqs, temp), people, y, G, perms)
     t3 = time.perf_counter()
     emb = {"model": model_embedding(ctx, ex)}
-    for name, fn in EMBEDDING_PEERS.items():
+    peers = embedding_peers(ctx)
+    for name, fn in peers.items():
         emb[name] = fn(ctx, ex)
     t4 = time.perf_counter()
     scores = {name: embedding_scores(x, y) for name, x in emb.items()}
     boot = dict(n=len(people), n_boot=args.bootstrap, seed=0)
     paired_bootstrap(sc.share_stat(pick), king.share_stat(0), figure="intra_share", **boot)
-    for name in EMBEDDING_PEERS:
+    for name in peers:
         paired_bootstrap(mean_of(scores["model"][1]), mean_of(scores[name][1]), figure="knn5_accuracy", **boot)
     t5 = time.perf_counter()
     n_mat = len(ex.index)

@@ -376,6 +376,7 @@ def test_compare_over_a_sweep(trained_run, tmp_path):
     assert [r["model.depth"] for r in rows] == ["0", "1"]
     assert "intra_share" in rows[0] and "val/loss" in rows[0]
     assert "knn5_genotype_pca20" in rows[0] and "vs_softmax_king_ci95" in rows[0]
+    assert "softmax_pcs" in rows[0] and "vs_strongest_ci95" in rows[0] and "strongest_baseline" in rows[0]
     md = (sweep / "compare.md").read_text().splitlines()
     assert md[0].startswith("| job | overrides | model.depth |") and len(md) == 4
 

@@ -77,10 +77,16 @@ def test_audit_end_to_end_detects_a_planted_shortcut(tmp_path, cache_dir):
     s = audit_report(tmp_path, wandb_log=True)  # offline W&B (the autouse fixture)
     runs = list((tmp_path / "analysis" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    logged = {}
-    for rec in read_wandb_records(runs[0]):
-        if rec.WhichOneof("record_type") == "history":
-            logged.update({it.key or "/".join(it.nested_key): json.loads(it.value_json) for it in rec.history.item})
+    import time
+
+    for _ in range(20):  # W&B's service process writes the run file; give it time to land (once, in a full local run, the history was not there yet)
+        logged = {}
+        for rec in read_wandb_records(runs[0]):
+            if rec.WhichOneof("record_type") == "history":
+                logged.update({it.key or "/".join(it.nested_key): json.loads(it.value_json) for it in rec.history.item})
+        if "audit/auroc/overall" in logged:
+            break
+        time.sleep(0.5)
     assert logged["audit/auroc/overall"] == pytest.approx(s["auroc"]["overall"])
     assert logged["audit/shortcut_index"] == pytest.approx(s["shortcut_index"])
     assert logged["analysis/importance_genome/format"] == "png"

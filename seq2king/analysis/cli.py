@@ -97,8 +97,14 @@ def summary_row(s: dict) -> dict:
         row[f"{pre}lift"] = round(h["lift"], 3)
         row[f"{pre}p_value"] = h["p_value"]
         row[f"{pre}untrained"] = round(b["baselines"]["untrained"]["intra_share"], 4)
-        row[f"{pre}softmax_king"] = round(b["baselines"]["softmax_king"]["intra_share"], 4)
+        for name, base in b["baselines"].items():
+            if name.startswith("softmax_"):
+                row[f"{pre}{name}"] = round(base["intra_share"], 4)
         row[f"{pre}vs_softmax_king_ci95"] = "[{:+.3f}, {:+.3f}]".format(*b["comparisons"]["softmax_king"]["ci95"])
+        strong = (b.get("strongest") or {}).get("attention")
+        if strong:  # the claim that counts: the margin over the strongest parameter-free baseline
+            row[f"{pre}strongest_baseline"] = strong
+            row[f"{pre}vs_strongest_ci95"] = "[{:+.3f}, {:+.3f}]".format(*b["comparisons"][strong]["ci95"])
         row[f"{pre}knn5"] = round(b["embedding"]["knn5_accuracy"], 4)
         for name, e in b["embedding_baselines"].items():
             row[f"{pre}knn5_{name}"] = round(e["knn5_accuracy"], 4)
