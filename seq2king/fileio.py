@@ -16,22 +16,32 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicFiles:
     """Temporary paths beside ``paths``; :meth:`commit` renames all into place, :meth:`discard` removes them.
 
     For writers that live across calls (a streamed KING matrix); a block of code
-    uses :func:`atomic_files` instead.
+    uses :func:`atomic_files` instead. The files get the permissions a plain
+    ``open()`` would give under the user's umask (``mkstemp`` alone makes them 0600,
+    which nobody else in a shared project directory can read).
     """
 
     def __init__(self, *paths: str | os.PathLike):
         self.paths = [Path(p) for p in paths]
         self.tmps: list[Path] = []
+        mode = 0o666 & ~_umask()
         try:
             for p in self.paths:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-                os.close(fd)
                 self.tmps.append(Path(tmp))
+                os.fchmod(fd, mode)
+                os.close(fd)
         except BaseException:
             self.discard()
             raise

@@ -87,3 +87,29 @@ def test_king_programs_own_kin0(tmp_path):
 ])
 def test_format_g6_matches_plink2(x, text):
     assert format_g6(x) == text
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
+    """Files written atomically get what a plain open() would give under the umask (plink2's outputs do),
+    not mkstemp's 0600; the command line's KING output too."""
+    import os
+    import stat
+
+    from conftest import FIXTURE, run_cli
+
+    from seq2king.fileio import write_text
+
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "x.txt", "a\n")
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("a\n")
+        res = run_cli("king", "--bfile", FIXTURE, "--out", tmp_path / "k")
+    finally:
+        os.umask(old)
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == mode
+    for name in ("k.king.bin", "k.king.id"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

@@ -365,3 +365,12 @@ def test_length_buckets_keep_the_epochs_sequences_and_pad_little():
         if epoch == 0:
             first = batches
     assert first != batches  # each epoch its own plan and order
+
+
+def test_every_experiment_tags_are_strings(tmp_path, cache_dir):
+    """W&B takes tags as strings: a bare YAML ``null`` in a list crashed every audit_null job at wandb.init."""
+    for opt in options("experiment"):
+        cfg = (audit_cfg(tmp_path, cache_dir, f"experiment={opt}") if opt in AUDIT_ONLY
+               else make_cfg(tmp_path, cache_dir, f"experiment={opt}"))
+        tags = list(cfg.get("tags") or [])
+        assert tags and all(isinstance(t, str) for t in tags), (opt, tags)
