@@ -12,7 +12,7 @@ bertviz_head_view.html and bertviz_model_view.html, and logs them to W&B.
 import hydra
 from omegaconf import DictConfig
 
-from seq2king.analysis.cli import run
+from seq2king.analyze_cli import run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze.yaml")

@@ -366,7 +366,7 @@ def test_ids_are_escaped_in_bertviz_pages():
 
 
 def test_compare_over_a_sweep(trained_run, tmp_path):
-    from seq2king.analysis.cli import compare
+    from seq2king.analyze_cli import compare
 
     sweep = tmp_path / "sweep"
     for k in ("0", "1"):
@@ -564,3 +564,16 @@ def test_headline_near_ties_go_to_the_most_diffuse_matrix():
     sc = SimpleNamespace(macro_lift=np.array([4.5, 5.02, 4.0, 6.0]), index=index)
     assert _choose(sc, ("none",), entropy) == 1  # no tie: the highest lift
     assert _choose(sc, ("none",)) == 1
+
+
+def test_the_analysis_package_does_not_import_the_audit():
+    """Layers do not climb: no module under seq2king/analysis imports seq2king.audit (read from the source)."""
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "seq2king" / "analysis").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name}: {n}" for n in names if n == "seq2king.audit" or n.startswith("seq2king.audit.")]
+    assert not bad, bad

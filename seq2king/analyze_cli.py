@@ -1,4 +1,10 @@
-"""Library side of analyze.py: one analysis, or a comparison table over a sweep."""
+"""Library side of analyze.py: it dispatches, above both tasks.
+
+A run of the confounding audit gets the audit report (:mod:`seq2king.audit.report`),
+any other run the seq2king analysis (:mod:`seq2king.analysis.report`); ``compare=``
+makes one table over a sweep of either. Kept out of ``seq2king/analysis`` so that
+the analysis package never imports the audit, which sits above it.
+"""
 
 from __future__ import annotations
 
