@@ -62,63 +62,42 @@ def untrained_attention(ctx: Context, seqs: list[np.ndarray]) -> Extracted:
     return extract(ctx.untrained, ctx.datamodule, seqs, device=ctx.device)
 
 
-def _sqdist(x: np.ndarray) -> np.ndarray:
-    """``(n, n)`` squared Euclidean distances between the rows of ``x`` (float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    sq = (x * x).sum(1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
-
-
 def king_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray:
     """KING between the people of ``seq``."""
     return ctx.cohort.king[np.ix_(seq, seq)]
 
 
+def _feature_similarity(ctx: Context, seq: np.ndarray, block: str | None) -> np.ndarray | None:
+    """Minus the squared Euclidean distance (scikit-learn) between the token features of ``seq`` as fed:
+    all of them (``block=None``) or one block of columns (``"pcs"``); None when the tokens have none."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    f = ctx.datamodule.features
+    lo, hi = (0, f.shape[1]) if block is None else getattr(ctx.datamodule, "feature_blocks", {}).get(block, (0, 0))
+    if hi <= lo:
+        return None
+    x = f[torch.from_numpy(np.asarray(seq))][:, lo:hi].double().numpy()
+    return -euclidean_distances(x, squared=True)
+
+
 def inputs_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
     """Minus the squared distance between the model's token features exactly as fed."""
-    f = ctx.datamodule.features
-    if f.shape[1] == 0:
-        return None
-    return -_sqdist(f[torch.from_numpy(np.asarray(seq))].double().numpy())
+    return _feature_similarity(ctx, seq, None)
 
 
 def pcs_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
     """Minus the squared distance between the genotype PCs in the token (as fed: unit variance)."""
-    block = getattr(ctx.datamodule, "feature_blocks", {}).get("pcs")
-    if block is None:
-        return None
-    f = ctx.datamodule.features[torch.from_numpy(np.asarray(seq))][:, block[0]:block[1]]
-    return -_sqdist(f.double().numpy())
+    return _feature_similarity(ctx, seq, "pcs")
 
 
 def grm_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray | None:
-    """Genomic relationship between the people of ``seq``: standardised genotypes, allele
-    frequencies from training people only, averaged over variants (:func:`analysed_grm`)."""
-    g = analysed_grm(ctx)
-    if g is None:
+    """Genomic relationship between the people of ``seq``: standardised genotypes, allele frequencies
+    from training people only, averaged over variants; from the genotype PCA's pass (:func:`_genotype_fit`)."""
+    fit = _genotype_fit(ctx)
+    if fit is None:
         return None
-    pos = ctx.cache["grm_pos"]
-    i = np.array([pos[int(p)] for p in seq])
-    return g[np.ix_(i, i)]
-
-
-def analysed_grm(ctx: Context) -> np.ndarray | None:
-    """``(N, N)`` genomic relationship among the analysed people (None without genotypes), cached."""
-    if "grm" not in ctx.cache:
-        from seq2king.genetics.pca import relationship
-
-        source = ctx.cohort.open_genotypes()
-        if source is None:
-            ctx.cache["grm"] = None
-        else:
-            row = {iid: i for i, iid in enumerate(source.samples.iid)}
-            ids = ctx.cohort.ids
-            log.info("genomic relationship among %d analysed people (frequencies from %d training people)",
-                     len(ctx.people), len(ctx.fit_people))
-            ctx.cache["grm"] = relationship(source, np.array([row[ids[i]] for i in ctx.fit_people]),
-                                            np.array([row[ids[i]] for i in ctx.people]))
-            ctx.cache["grm_pos"] = {int(p): i for i, p in enumerate(ctx.people)}
-    return ctx.cache["grm"]
+    pos = np.searchsorted(ctx.people, seq)  # ctx.people is sorted
+    return fit.relationship[np.ix_(pos, pos)]
 
 
 # Parameter-free attention over every similarity the model is fed: each is softmax over
@@ -174,24 +153,32 @@ def king_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
     return PCA(n_components=min(10, len(x) - 1), random_state=0).fit_transform(x)
 
 
-def _genotype_pca(ctx: Context, k: int, white: bool = False) -> np.ndarray | None:
-    """The first ``k`` genotype PCs of the analysed people; ``white``: each at unit variance
-    over the training people it was fitted on. One pass over the genotypes serves every k."""
+def _genotype_fit(ctx: Context):
+    """Genotype PCA fitted on training people (as many PCs as any peer needs) with the analysed people
+    projected, and their genomic relationship, in one pass over the genotypes; None without genotypes."""
     from seq2king.genetics.pca import genotype_pca
 
-    source = ctx.cohort.open_genotypes()
-    if source is None:
+    if "genotype_pca" not in ctx.cache:
+        source = ctx.cohort.open_genotypes()
+        if source is None:
+            ctx.cache["genotype_pca"] = None
+        else:
+            row = {iid: i for i, iid in enumerate(source.samples.iid)}
+            ids = ctx.cohort.ids
+            fit = np.array([row[ids[i]] for i in ctx.fit_people])
+            proj = np.array([row[ids[i]] for i in ctx.people])
+            n = max(20, int(getattr(ctx.datamodule, "genotype_pcs", 0) or 0))
+            log.info("genotype PCA: fitting %d PCs on %d training people, projecting %d", n, len(fit), len(proj))
+            ctx.cache["genotype_pca"] = genotype_pca(source, fit, proj, n_components=n, with_relationship=True)
+    return ctx.cache["genotype_pca"]
+
+
+def _genotype_pca(ctx: Context, k: int, white: bool = False) -> np.ndarray | None:
+    """The first ``k`` genotype PCs of the analysed people; ``white``: each at unit variance
+    over the training people it was fitted on."""
+    res = _genotype_fit(ctx)
+    if res is None:
         return None
-    key = "genotype_pca"
-    if key not in ctx.cache:
-        row = {iid: i for i, iid in enumerate(source.samples.iid)}
-        ids = ctx.cohort.ids
-        fit = np.array([row[ids[i]] for i in ctx.fit_people])
-        proj = np.array([row[ids[i]] for i in ctx.people])
-        n = max(20, int(getattr(ctx.datamodule, "genotype_pcs", 0) or 0))
-        log.info("genotype PCA: fitting %d PCs on %d training people, projecting %d", n, len(fit), len(proj))
-        ctx.cache[key] = genotype_pca(source, fit, proj, n_components=n)
-    res = ctx.cache[key]
     x = res.scores[:, :k]
     if white:
         sd = res.fit_scores[:, :k].std(0)
@@ -217,9 +204,7 @@ def inputs(ctx: Context, extracted: Extracted | None = None) -> np.ndarray | Non
     """The model's token features exactly as fed (KING to the panel, and from genotypes the
     genomic relationship to it and the genotype PCs)."""
     f = ctx.datamodule.features
-    if f.shape[1] == 0:
-        return None
-    return f[torch.from_numpy(ctx.people)].double().numpy()
+    return f[torch.from_numpy(ctx.people)].double().numpy() if f.shape[1] else None
 
 
 def model_embedding(ctx: Context, extracted: Extracted) -> np.ndarray:

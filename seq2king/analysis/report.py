@@ -236,7 +236,6 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
         temps[name] = match_temperature(sims, target_h)
         soft[name] = score_matrices(softmax_attention(sims, seqs, temps[name]), people, y, G,
                                     perms if name == "softmax_king" else None)
-    king = soft["softmax_king"]
 
     scheme, layer, head = model.index[pick]
     p_bh_groups = bh(model.p_group[pick])
@@ -288,7 +287,7 @@ def _level(ctx: Context, lab_all: np.ndarray, seqs, val_people, val_seqs, shared
         "embedding": max(emb, key=lambda n: emb[n]["knn5_accuracy"]) if emb else None,
     }
     detail = {"groups": groups, "labels": ids_all, "model": model, "untrained": untrained, "un_pick": un_pick,
-              "king": king, "soft": soft, "pick": pick, "seqs": seqs, "stacks": shared["model"].stacks,
+              "soft": soft, "pick": pick, "seqs": seqs, "stacks": shared["model"].stacks,
               "embedding": embeddings["model"], "y": y, "knn": {k: v["knn5_accuracy"] for k, v in
                                                                   {"model": block["embedding"], **emb}.items()}}
     return block, detail

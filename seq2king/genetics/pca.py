@@ -25,6 +25,7 @@ class GenotypePCA:
     fit_scores: np.ndarray  # (n_fit, k)
     scores: np.ndarray  # (n_project, k)
     n_variants: int  # variants used (polymorphic among the fit people)
+    relationship: np.ndarray | None = None  # (n_project, n_project) genomic relationship, when asked for
 
 
 def allele_frequencies(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,23 +56,36 @@ def standardised_blocks(source: GenotypeSource, freq_rows: np.ndarray, block_siz
             yield standardise(block[:, keep], freq[keep], dtype)
 
 
-def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
-                         block_size: int = 8192, dtype=np.float32) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(K_ff, K_pf, M)``: linear kernels of standardised genotypes, summed over ``M`` variants.
+def standardised_products(source: GenotypeSource, freq_rows: np.ndarray, pairs: list[tuple],
+                          block_size: int = 8192, dtype=np.float32) -> tuple[list[np.ndarray], int]:
+    """``([X_a X_bᵀ for (a, b) in pairs], M)``: products of standardised genotypes in one pass, summed over
+    ``M`` variants.
 
-    Rows index the source's samples; frequencies come from ``fit_rows`` only. Each
+    Rows index the source's samples; frequencies come from ``freq_rows`` only. Each
     block's products run in ``dtype`` (float32: twice as fast, ~1e-7 relative error
     per block) and are summed in float64.
     """
-    fit_rows, project_rows = np.asarray(fit_rows), np.asarray(project_rows)
-    k_ff = np.zeros((len(fit_rows), len(fit_rows)))
-    k_pf = np.zeros((len(project_rows), len(fit_rows)))
+    pairs = [(np.asarray(a), np.asarray(b)) for a, b in pairs]
+    out = [np.zeros((len(a), len(b))) for a, b in pairs]
     used = 0
-    for x in standardised_blocks(source, fit_rows, block_size, dtype):
-        xf = x[fit_rows]
-        k_ff += xf @ xf.T
-        k_pf += x[project_rows] @ xf.T
+    for x in standardised_blocks(source, freq_rows, block_size, dtype):
+        for acc, (a, b) in zip(out, pairs):
+            acc += x[a] @ x[b].T
         used += x.shape[1]
+    return out, used
+
+
+def _no_variation(source, n_fit: int, what: str = "") -> InputError:
+    return InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
+                      f"{n_fit} training people{what}")
+
+
+def standardised_kernels(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
+                         block_size: int = 8192, dtype=np.float32) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(K_ff, K_pf, M)``: linear kernels of standardised genotypes (:func:`standardised_products`),
+    frequencies from ``fit_rows`` only."""
+    (k_ff, k_pf), used = standardised_products(source, fit_rows, [(fit_rows, fit_rows), (project_rows, fit_rows)],
+                                               block_size, dtype)
     return k_ff, k_pf, used
 
 
@@ -79,31 +93,31 @@ def relationship(source: GenotypeSource, freq_rows: np.ndarray, rows: np.ndarray
                  dtype=np.float32) -> np.ndarray:
     """``(len(rows), len(rows))`` genomic relationship ``X Xᵀ / M`` of standardised genotypes,
     allele frequencies from ``freq_rows`` only (variants monomorphic among them dropped)."""
-    rows = np.asarray(rows)
-    k = np.zeros((len(rows), len(rows)))
-    used = 0
-    for x in standardised_blocks(source, freq_rows, block_size, dtype):
-        xr = x[rows]
-        k += xr @ xr.T
-        used += x.shape[1]
+    (k,), used = standardised_products(source, freq_rows, [(rows, rows)], block_size, dtype)
     if used == 0:
-        raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
-                         f"{len(freq_rows)} training people")
+        raise _no_variation(source, len(freq_rows))
     return k / used
 
 
 def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.ndarray,
-                 n_components: int = 10, block_size: int = 8192, dtype=np.float32) -> GenotypePCA:
-    """Top ``n_components`` PCs of the fit people's standardised genotypes, and the projected people's scores."""
+                 n_components: int = 10, block_size: int = 8192, dtype=np.float32,
+                 with_relationship: bool = False) -> GenotypePCA:
+    """Top ``n_components`` PCs of the fit people's standardised genotypes, and the projected people's scores.
+
+    ``with_relationship``: also the projected people's genomic relationship among themselves
+    (:func:`relationship`), from the same pass over the genotypes."""
     from sklearn.decomposition import KernelPCA
 
-    k_ff, k_pf, m = standardised_kernels(source, fit_rows, project_rows, block_size, dtype)
+    pairs = [(fit_rows, fit_rows), (project_rows, fit_rows)] + ([(project_rows, project_rows)]
+                                                                 if with_relationship else [])
+    kernels, m = standardised_products(source, fit_rows, pairs, block_size, dtype)
     if m == 0:
-        raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
-                         f"{len(fit_rows)} training people; genotype PCA needs variation")
+        raise _no_variation(source, len(fit_rows), "; genotype PCA needs variation")
+    k_ff, k_pf = kernels[0] / m, kernels[1] / m
     k = min(n_components, len(fit_rows) - 1)
-    kpca = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense").fit(k_ff / m)
-    return GenotypePCA(kpca.transform(k_ff / m), kpca.transform(k_pf / m), m)
+    kpca = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense").fit(k_ff)
+    return GenotypePCA(kpca.transform(k_ff), kpca.transform(k_pf), m,
+                       kernels[2] / m if with_relationship else None)
 
 
 def held_out_pcs(k_ff: np.ndarray, k_pf: np.ndarray, held_rows: np.ndarray, n_components: int,

@@ -449,25 +449,24 @@ class Seq2King(nn.Module):
         blocks = [(b, False) for b in self.encoder] + [(b, True) for b in self.decoder]
         memory = None
         z = self.input_features(batch)
+        d2 = None if z is None else self.input_distance(z)  # once, unless pooling changes z between layers
         for i, (block, is_decoder) in enumerate(blocks):
             if is_decoder and memory is None:
                 memory = x
+            last = i == len(blocks) - 1
             bias = None
-            readout = i == len(blocks) - 1 and self.cfg.head == "attention"
-            if z is not None and (self.cfg.bias_readout or not readout):
-                d2 = self.input_distance(z)
+            if z is not None and (self.cfg.bias_readout or not (last and self.cfg.head == "attention")):
                 bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * d2[:, None]
-                if self.cfg.input_denoise and i < len(blocks) - 1:
+                if self.cfg.input_denoise and not last:  # pool z with its input neighbours for the next layer
                     pool = bias.mean(1).masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
-                    z_next = (z + pool @ z) / 2
-            if i == len(blocks) - 1 and self.cfg.head == "attention":
+                    z = (z + pool @ z) / 2
+                    d2 = self.input_distance(z)
+            if last and self.cfg.head == "attention":
                 query_input = block.ln1(x)  # what the last attention's queries and keys see
                 if not need_weights:  # the head reads this layer's logits alone: skip its softmax, values, MLP
                     scores.append(block.attn.logits(query_input, mask, bias=bias))
                     break
             x, w, s = block(x, mask, memory=memory, need_weights=need_weights, bias=bias)
-            if z is not None and self.cfg.input_denoise and i < len(blocks) - 1:
-                z = z_next
             weights.append(w)
             scores.append(s)
         if self.cfg.head == "attention":
