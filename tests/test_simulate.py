@@ -8,7 +8,7 @@ import pytest
 from seq2king.errors import InputError
 from seq2king.genetics.genotypes import BedSource
 from seq2king.genetics.labels import read_labels
-from seq2king.genetics.simulate import allocate, load_model, simulate
+from seq2king.genetics.simulate import allocate, fst_per_variant, load_model, simulate
 
 
 def digest(prefix):
@@ -77,8 +77,6 @@ def test_demes_file_and_bad_values(tmp_path):
 
 
 def test_ancestry_panel_keeps_the_highest_fst_variants(tmp_path):
-    from seq2king.genetics.simulate import fst_per_variant
-
     full = simulate(tmp_path / "full", model="FiveContinents", samples=120, length=2e6, seed=3, workers=1,
                     progress=False)
     aims = simulate(tmp_path / "aims", model="FiveContinents", samples=120, length=2e6, seed=3, workers=1,
@@ -140,3 +138,36 @@ def test_within_continent_frequency_estimates_add_their_noise(tmp_path):
                               if sup[pop == a][0] == sup[pop == b][0]])
     # about 1/(2*100) from the two reference samples of a pair, on top of the true drift
     assert 0.002 < fst[True] - fst[False] < 0.012, fst
+
+
+def test_streamed_chunk_equals_the_tree_sequences_genotype_matrix(tmp_path):
+    """A chunk goes to its .bed part SNP by SNP; the part equals msprime's whole genotype matrix (ALT dosages,
+    biallelic sites, MAF filter) computed the in-memory way; a finished simulation leaves no part behind."""
+    import msprime
+
+    from seq2king.genetics.simulate import _simulate_chunk
+
+    spec = load_model("FiveContinents")
+    samples = {"AFR": 20, "EUR": 15, "EAS": 10}
+    seeds, maf = [11, 12], 0.05
+    groups = ["AFR"] * 20 + ["EUR"] * 15 + ["EAS"] * 10
+    pos, ref, alt, freq, fst = _simulate_chunk((spec, samples, 6e5, seeds, maf, str(tmp_path / "p.bed"), groups))
+    ts = msprime.sim_ancestry(samples=samples, demography=spec.demography, sequence_length=6e5,
+                              recombination_rate=spec.recombination_rate, random_seed=seeds[0], ploidy=2)
+    ts = msprime.sim_mutations(ts, rate=spec.mutation_rate, random_seed=seeds[1])
+    single = np.flatnonzero(np.bincount(ts.tables.mutations.site, minlength=ts.num_sites) == 1)
+    hap = ts.genotype_matrix()[single]
+    dos = (hap[:, 0::2] + hap[:, 1::2]).astype(np.int8)
+    f = dos.sum(1) / (2 * 45)
+    ok = np.minimum(f, 1 - f) >= maf
+    from bed_reader import open_bed
+
+    with open_bed(tmp_path / "p.bed", iid_count=45, sid_count=len(pos)) as bed:
+        part = bed.read(dtype="int8").T
+    assert len(pos) == ok.sum() > 50
+    assert np.array_equal(part, dos[ok])
+    assert np.array_equal(pos, ts.tables.sites.position[single[ok]].astype(int) + 1)
+    assert np.allclose(freq, f[ok]) and np.allclose(fst, fst_per_variant(dos[ok], groups))
+    assert [ts.site(int(i)).mutations[0].derived_state for i in single[ok]] == alt
+    simulate(tmp_path / "s", samples=20, length=1e6, chunk_bp=5e5, seed=2, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -18,6 +18,7 @@ laid end to end on chromosome 1.
 from __future__ import annotations
 
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -113,33 +114,57 @@ def allocate(n: int, weights: list[float]) -> list[int]:
 
 
 def _simulate_chunk(args):
-    """One independent chunk: (positions, REF, ALT, dosages (sites, n) int8)."""
-    import msprime
+    """One independent chunk, streamed: its kept variants go to the PLINK .bed ``part`` SNP by SNP.
 
-    spec, samples, length, seeds, maf = args
+    Returns (positions, REF, ALT, ALT frequencies, Fst between ``groups`` or None). The MAF filter reads
+    each biallelic site's derived-allele count from its tree (no genotype matrix), and the kept sites'
+    dosages are decoded one variant at a time, so memory does not grow with sites x people.
+    """
+    import msprime
+    from bed_reader import create_bed
+
+    spec, samples, length, seeds, maf, part, groups = args
     ts = msprime.sim_ancestry(
         samples=samples, demography=spec.demography, sequence_length=length,
         recombination_rate=spec.recombination_rate, random_seed=seeds[0], ploidy=2,
     )
     ts = msprime.sim_mutations(ts, rate=spec.mutation_rate, random_seed=seeds[1])
-    muts = ts.tables.mutations
-    sites = ts.tables.sites
-    per_site = np.bincount(muts.site, minlength=ts.num_sites)
-    keep = np.flatnonzero(per_site == 1)  # biallelic: exactly one mutation
     n = ts.num_individuals
-    if len(keep) == 0:
-        return np.zeros(0, np.int64), [], [], np.zeros((0, n), np.int8)
-    hap = ts.genotype_matrix()[keep]  # (sites, 2n), 1 = derived
-    dos = (hap[:, 0::2] + hap[:, 1::2]).astype(np.int8)
-    freq = dos.sum(axis=1) / (2 * n)
-    ok = np.minimum(freq, 1 - freq) >= maf
-    keep, dos = keep[ok], dos[ok]
+    keep, counts = [], []
+    for tree in ts.trees():
+        for site in tree.sites():
+            if len(site.mutations) == 1:  # biallelic: exactly one mutation
+                c = tree.num_samples(site.mutations[0].node)
+                f = c / (2 * n)
+                if min(f, 1 - f) >= maf:
+                    keep.append(site.id)
+                    counts.append(c)
+    keep = np.asarray(keep, dtype=np.int64)
+    freq = np.asarray(counts, dtype=np.float64) / (2 * n)
+    sites = ts.tables.sites
     pos = sites.position[keep].astype(np.int64) + 1  # 1-based
-    anc = np.array([sites[i].ancestral_state for i in keep], dtype=object)
-    site_to_mut = np.full(ts.num_sites, -1)
-    site_to_mut[muts.site] = np.arange(muts.num_rows)
-    der = np.array([muts[site_to_mut[i]].derived_state for i in keep], dtype=object)
-    return pos, list(anc), list(der), dos
+    anc = [sites[i].ancestral_state for i in keep]
+    der = [ts.site(int(i)).mutations[0].derived_state for i in keep]
+    fst = np.zeros(len(keep)) if groups is not None else None
+    window, rows = 1024, []
+    with create_bed(part, iid_count=n, sid_count=len(keep)) as bed:
+        wanted = iter(keep.tolist())
+        nxt, done = next(wanted, -1), 0
+        for var in ts.variants(copy=False):
+            if var.site.id != nxt:
+                continue
+            g = var.genotypes
+            dos = (g[0::2] + g[1::2]).astype(np.int8)
+            bed.write(dos)
+            if fst is not None:
+                rows.append(dos)
+                if len(rows) == window:
+                    fst[done:done + window] = fst_per_variant(np.stack(rows), groups)
+                    done, rows = done + window, []
+            nxt = next(wanted, -1)
+        if fst is not None and rows:
+            fst[done:] = fst_per_variant(np.stack(rows), groups)
+    return pos, anc, der, freq, fst
 
 
 def simulate(
@@ -188,12 +213,17 @@ def simulate(
     spec = load_model(model, mutation_rate, recombination_rate)
     counts = allocate(samples, spec.proportions)
     sample_dict = {p: c for p, c in zip(spec.populations, counts) if c > 0}
+    # Individuals come out population by population in sample_dict order.
+    pop_of = [p for p, c in sample_dict.items() for _ in range(c)]
+    supers = [(spec.superpopulations or {}).get(p, p) for p in pop_of]
     n_chunks = max(1, int(np.ceil(length / chunk_bp)))
     bounds = np.linspace(0, length, n_chunks + 1).round().astype(np.int64)
     seqs = np.random.SeedSequence(seed).spawn(n_chunks)
+    parts = tempfile.TemporaryDirectory(prefix=".simulate-", dir=Path(str(out)).resolve().parent)
     jobs = [
         (spec, sample_dict, float(bounds[i + 1] - bounds[i]),
-         [int(s) for s in seqs[i].generate_state(2, dtype=np.uint32) % (2**31 - 1) + 1], maf)
+         [int(s) for s in seqs[i].generate_state(2, dtype=np.uint32) % (2**31 - 1) + 1], maf,
+         str(Path(parts.name) / f"chunk{i}.bed"), supers if aims else None)
         for i in range(n_chunks)
     ]
     workers = workers or min(os.cpu_count() or 1, n_chunks)
@@ -203,66 +233,84 @@ def simulate(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=int(length), unit="bp", unit_scale=True, desc=f"simulate {spec.name}", leave=False)
-    try:
-        if workers == 1 or n_chunks == 1:
-            for i, job in enumerate(jobs):
-                results[i] = _simulate_chunk(job)
-                if bar is not None:
-                    bar.update(int(job[2]))
-        else:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-                futs = {pool.submit(_simulate_chunk, job): i for i, job in enumerate(jobs)}
-                from concurrent.futures import as_completed
-
-                for fut in as_completed(futs):
-                    i = futs[fut]
-                    results[i] = fut.result()
+    with parts:
+        try:
+            if workers == 1 or n_chunks == 1:
+                for i, job in enumerate(jobs):
+                    results[i] = _simulate_chunk(job)
                     if bar is not None:
-                        bar.update(int(jobs[i][2]))
-    finally:
-        if bar is not None:
-            bar.close()
+                        bar.update(int(job[2]))
+            else:
+                import multiprocessing as mp
 
-    pos = np.concatenate([r[0] + bounds[i] for i, r in enumerate(results)])
-    ref = [a for r in results for a in r[1]]
-    alt = [a for r in results for a in r[2]]
-    dos = np.concatenate([r[3] for r in results], axis=0)
-    if len(pos) == 0:
-        raise InputError(f"no variants with MAF >= {maf} in {length:.0f} bp; simulate a longer --length")
+                with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                    futs = {pool.submit(_simulate_chunk, job): i for i, job in enumerate(jobs)}
+                    from concurrent.futures import as_completed
 
-    # Individuals come out population by population in sample_dict order.
-    pop_of = [p for p, c in sample_dict.items() for _ in range(c)]
-    supers = [(spec.superpopulations or {}).get(p, p) for p in pop_of]
-    if aims:
-        keep = top_fst(dos, supers, aims, aims_maf, pos=pos, spacing=aims_spacing)
-        pos, dos = pos[keep], dos[keep]
-        ref, alt = [ref[i] for i in keep], [alt[i] for i in keep]
-    width = len(str(samples))
-    iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
-    paths = _write_cohort(out, iids, pop_of, supers, ["1"] * len(pos), pos, ref, alt, dos)
+                    for fut in as_completed(futs):
+                        i = futs[fut]
+                        results[i] = fut.result()
+                        if bar is not None:
+                            bar.update(int(jobs[i][2]))
+        finally:
+            if bar is not None:
+                bar.close()
+
+        pos = np.concatenate([r[0] + bounds[i] for i, r in enumerate(results)])
+        ref = [a for r in results for a in r[1]]
+        alt = [a for r in results for a in r[2]]
+        if len(pos) == 0:
+            raise InputError(f"no variants with MAF >= {maf} in {length:.0f} bp; simulate a longer --length")
+        keep = np.arange(len(pos))
+        if aims:
+            freq = np.concatenate([r[3] for r in results])
+            keep = choose_top(np.concatenate([r[4] for r in results]), freq, aims, aims_maf, pos=pos,
+                              spacing=aims_spacing)
+            pos, ref, alt = pos[keep], [ref[i] for i in keep], [alt[i] for i in keep]
+        width = len(str(samples))
+        iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
+        sizes = [len(r[0]) for r in results]
+        paths = _write_cohort(out, iids, pop_of, supers, ["1"] * len(pos), pos, ref, alt,
+                              _dosages_from_parts(jobs, sizes, keep, len(iids)))
     return {"model": spec.name + (f", {aims} AIMs" if aims else ""), "samples": dict(sample_dict),
             "variants": int(len(pos)), "length": int(length), "files": paths}
 
 
+def _dosages_from_parts(jobs, sizes, keep, n, window: int = 1024):
+    """The kept variants' dosage rows, in genome order, read back window by window from the chunks' .bed parts."""
+    from bed_reader import open_bed
+
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for i, job in enumerate(jobs):
+        mine = keep[(keep >= starts[i]) & (keep < starts[i + 1])] - starts[i]
+        if not len(mine):
+            continue
+        with open_bed(job[5], iid_count=n, sid_count=sizes[i], num_threads=1) as bed:
+            for lo in range(0, len(mine), window):
+                cols = mine[lo:lo + window]
+                block = bed.read(index=np.s_[:, cols], dtype="int8", order="C")  # (people, variants)
+                yield from np.ascontiguousarray(block.T)
+
+
 def _write_cohort(out, iids, pop_of, supers, chrom, pos, ref, alt, dos) -> list[str]:
-    """``out.bed/.bim/.fam`` (dosages ``(variants, people)`` of ALT) and ``out.labels.tsv``, atomically."""
-    from bed_reader import to_bed
+    """``out.bed/.bim/.fam`` and ``out.labels.tsv``, atomically. ``dos``: ALT dosage rows, one per
+    variant (an array ``(variants, people)`` or any iterable of rows), written SNP by SNP."""
+    from bed_reader import create_bed
 
     from seq2king.fileio import atomic_files
 
     out = str(out)
     paths = [out + ".bed", out + ".bim", out + ".fam", out + ".labels.tsv"]
     with atomic_files(*paths) as (bed, bim, fam, lab):
-        to_bed(
-            bed, np.ascontiguousarray(dos.T), fam_filepath=fam, bim_filepath=bim,
-            properties={
-                "fid": iids, "iid": iids, "sex": [0] * len(iids),
-                "chromosome": list(chrom), "sid": [f"{c}:{p}" for c, p in zip(chrom, pos)],
-                "bp_position": pos, "allele_1": alt, "allele_2": ref,
-            },
-        )
+        properties = {
+            "fid": iids, "iid": iids, "sex": [0] * len(iids),
+            "chromosome": list(chrom), "sid": [f"{c}:{p}" for c, p in zip(chrom, pos)],
+            "bp_position": pos, "allele_1": alt, "allele_2": ref,
+        }
+        with create_bed(bed, iid_count=len(iids), sid_count=len(pos), properties=properties,
+                        fam_location=fam, bim_location=bim) as writer:
+            for row in dos:
+                writer.write(row)
         with open(lab, "w") as fh:
             fh.write("sample\tpopulation\tsuperpopulation\n")
             for iid, p, sp in zip(iids, pop_of, supers):
@@ -291,9 +339,14 @@ def top_fst(dos: np.ndarray, groups, n: int, maf: float = 0.03, pos: np.ndarray 
             spacing: float = 0.0) -> np.ndarray:
     """Indices (in genome order) of the ``n`` highest-Fst variants with MAF >= ``maf``,
     greedily: a variant within ``spacing`` bp of a better chosen one is skipped."""
-    freq = dos.mean(axis=1) / 2
+    return choose_top(fst_per_variant(dos, groups), dos.mean(axis=1) / 2, n, maf, pos, spacing)
+
+
+def choose_top(fst: np.ndarray, freq: np.ndarray, n: int, maf: float = 0.03, pos: np.ndarray | None = None,
+               spacing: float = 0.0) -> np.ndarray:
+    """:func:`top_fst` from each variant's Fst and ALT frequency (what a streamed simulation keeps)."""
     ok = np.minimum(freq, 1 - freq) >= maf
-    fst = np.where(ok, fst_per_variant(dos, groups), -np.inf)
+    fst = np.where(ok, fst, -np.inf)
     order = [i for i in np.argsort(-fst, kind="stable") if ok[i]]
     if spacing <= 0 or pos is None:
         chosen = order[:n]
