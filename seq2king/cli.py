@@ -75,6 +75,23 @@ def _add_king(sub):
     p.add_argument("--encoding", default="bin", choices=["bin", "bin4", "text"],
                    help="bin = float64, bin4 = float32, text = .king (default: %(default)s)")
     p.add_argument("--table", action="store_true", help="also write OUT.kin0 (plink2 --make-king-table)")
+    p.add_argument("--table-only", action="store_true",
+                   help="write OUT.kin0 alone, no matrix (plink2 --make-king-table without --make-king)")
+    p.add_argument("--king-table-filter", type=float, default=None, metavar="MIN",
+                   help="OUT.kin0 lists only pairs with kinship >= MIN (plink2's flag; implies --table)")
+    p.add_argument("--degree", action="store_true",
+                   help="add KING's relationship class to OUT.kin0 (INFTYPE: Dup/MZ, PO, FS, 2nd, 3rd, UN; implies --table)")
+    p.add_argument("--po-ibs0", type=float, default=None, metavar="P",
+                   help="--degree: first-degree pairs with IBS0 below this share of markers are PO, others FS "
+                   "(default: 0.0012)")
+    p.add_argument("--king-cutoff", type=float, default=None, metavar="MAX",
+                   help="write OUT.king.cutoff.in.id / .out.id: plink2's maximal set of people with no pair's "
+                   "kinship above MAX (0.0442: no third-degree relatives or closer); no matrix or table")
+    p.add_argument("--parallel", nargs=2, type=int, metavar=("K", "N"), default=None,
+                   help="compute part K of N (plink2's split of the triangle into parts of equal pair counts): "
+                   "OUT.king.bin.K / OUT.kin0.K; the N parts concatenated in order are the one-run file")
+    p.add_argument("--keep", metavar="FILE", help="only the people listed in FILE (plink2 --keep: IID, or FID IID)")
+    p.add_argument("--remove", metavar="FILE", help="leave out the people listed in FILE (plink2 --remove)")
     p.add_argument("--table-proportions", action="store_true",
                    help="HETHET/IBS0 in .kin0 as proportions (plink2's default) instead of counts")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
@@ -85,24 +102,62 @@ def _add_king(sub):
 
 
 def _run_king(args) -> int:
-    from seq2king.genetics.genotypes import open_genotypes
+    from seq2king.genetics.genotypes import open_genotypes, select_samples
+    from seq2king.genetics.kingio import PO_IBS0
 
     t0 = time.perf_counter()
-    source = open_genotypes(args.bfile, args.pfile, args.vcf)
+    if args.king_table_filter is not None and not args.king_table_filter == args.king_table_filter:
+        raise InputError("--king-table-filter nan: give a number")
+    if args.po_ibs0 is not None and not 0 <= args.po_ibs0 <= 1:
+        raise InputError(f"--po-ibs0 {args.po_ibs0}: must be a share between 0 and 1")
+    table = args.table or args.table_only or args.degree or args.king_table_filter is not None
+    if args.king_cutoff is not None:
+        if not 0 <= args.king_cutoff < 0.5:
+            raise InputError(f"--king-cutoff {args.king_cutoff}: must be in [0, 0.5), as plink2 requires")
+        if table or args.shape != "triangle" or args.encoding != "bin":
+            raise InputError("--king-cutoff writes only the ID lists; run the matrix or table again with "
+                             "--keep OUT.king.cutoff.in.id")
+    source = select_samples(open_genotypes(args.bfile, args.pfile, args.vcf), args.keep, args.remove)
     from seq2king.genetics.king import KingEngine
     from seq2king.genetics.kingio import write_king_bands
 
+    rows = part = None
+    if args.parallel is not None:
+        from seq2king.genetics.king import parallel_rows
+
+        part, parts = args.parallel
+        if parts < 1:
+            raise InputError(f"--parallel {part} {parts}: N must be at least 1")
+        if args.king_cutoff is not None:
+            raise InputError("--parallel with --king-cutoff: the cutoff needs every pair at once; run it without --parallel")
+        rows = parallel_rows(source.n_samples, part, parts)
+    if args.king_cutoff is not None:
+        from seq2king.genetics.relatives import prune_related, related_pairs, write_cutoff_ids
+
+        engine = KingEngine(source, device=args.device, block_variants=args.block_variants,
+                            memory_bytes=None if args.memory_gb is None else int(args.memory_gb * (1 << 30)))
+        i, j = related_pairs(engine.run(), args.king_cutoff)
+        removed = prune_related(source.n_samples, i, j)
+        paths = write_cutoff_ids(args.out, source.samples, removed)
+        print(f"--king-cutoff {args.king_cutoff}: {len(i):,} pairs above it; {int(removed.sum())} of "
+              f"{source.n_samples} people removed in {time.perf_counter() - t0:.1f} s")
+        print("wrote " + " ".join(paths))
+        return 0
     engine = KingEngine(
         source, device=args.device, block_variants=args.block_variants,
         memory_bytes=None if args.memory_gb is None else int(args.memory_gb * (1 << 30)),
-        with_counts=args.table,
+        with_counts=table, rows=rows,
     )
     paths = write_king_bands(
         engine.run(), args.out, source.samples, shape=args.shape, encoding=args.encoding,
-        table=args.table, table_counts=not args.table_proportions,
+        table=table, table_counts=not args.table_proportions, matrix=not args.table_only,
+        table_min=args.king_table_filter, degree=args.degree,
+        po_ibs0=PO_IBS0 if args.po_ibs0 is None else args.po_ibs0, part=part,
     )
     n = source.n_samples
-    print(f"KING-robust for {n} people ({n * (n - 1) // 2:,} pairs) in {time.perf_counter() - t0:.1f} s")
+    pairs = n * (n - 1) // 2 if rows is None else (rows[1] * (rows[1] - 1) - rows[0] * (rows[0] - 1)) // 2
+    where = "" if rows is None else f", rows {rows[0] + 1}-{rows[1]} (part {part} of {args.parallel[1]})"
+    print(f"KING-robust for {n} people ({pairs:,} pairs{where}) in {time.perf_counter() - t0:.1f} s")
     print("wrote " + " ".join(str(p) for p in paths))
     return 0
 

@@ -183,3 +183,16 @@ def test_bim_fast_and_line_reads_agree(tmp_path):
     assert list(v.chrom) == ["1", "X"] and list(v.pos) == [100, 7] and list(v.alt) == ["A", "G"]
     assert list(w.chrom) == ["1", "2", "X"] and list(w.pos) == [100, 2000, 7] and list(w.ref) == ["G", "T", "A"]
     assert v.chrom.dtype.kind == w.chrom.dtype.kind == "U"
+
+
+def test_keep_file_missing_or_leaving_too_few(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    res = run_cli("king", "--bfile", FIXTURE, "--keep", tmp_path / "nope.txt", "--out", out / "out")
+    assert_clean_failure(res, "--keep", "nope.txt", "not found", out_dir=out)
+    (tmp_path / "one.txt").write_text("FAFR AFR_01\nNOBODY X\n")
+    res = run_cli("king", "--bfile", FIXTURE, "--keep", tmp_path / "one.txt", "--out", out / "out")
+    assert_clean_failure(res, "one.txt", "1 of", "remain", out_dir=out)
+    (tmp_path / "bad.txt").write_text("#FID\tSEX\nFAFR\t1\n")
+    res = run_cli("king", "--bfile", FIXTURE, "--remove", tmp_path / "bad.txt", "--out", out / "out")
+    assert_clean_failure(res, "--remove", "bad.txt", "no IID column", out_dir=out)

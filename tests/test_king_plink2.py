@@ -110,3 +110,108 @@ def test_fresh_simulation_matches_live_plink2(plink2, tmp_path):
     assert res.returncode == 0, res.stderr
     for ext in (".king", ".kin0", ".king.id"):
         assert (tmp_path / f"ours{ext}").read_bytes() == (tmp_path / f"ref{ext}").read_bytes(), ext
+
+
+@pytest.mark.parametrize("threshold", ["0.0442", "0.1", "-0.05"])
+def test_keep_remove_and_table_filter_match_live_plink2(plink2, tmp_path, threshold):
+    """--keep (FID IID), --remove and --king-table-filter: the same people and pairs as plink2, byte for byte,
+    for the matrix and the .kin0 alone."""
+    fam = [ln.split()[:2] for ln in open(f"{FIXTURE}.fam")]
+    (tmp_path / "keep.txt").write_text("".join(f"{f} {i}\n" for k, (f, i) in enumerate(fam) if k % 3 != 1))
+    (tmp_path / "remove.txt").write_text("#FID\tIID\n" + "".join(f"{f}\t{i}\n" for f, i in fam[::5]))
+    sel = ["--keep", tmp_path / "keep.txt", "--remove", tmp_path / "remove.txt"]
+    run_plink2(plink2, "--bfile", FIXTURE, "--make-king-table", "counts", "--king-table-filter", threshold, *sel,
+               "--out", tmp_path / "ref")
+    run_plink2(plink2, "--bfile", FIXTURE, "--make-king", "square", "bin", *sel, "--out", tmp_path / "refm")
+    res = run_cli("king", "--bfile", FIXTURE, "--table-only", "--king-table-filter", threshold, *sel,
+                  "--out", tmp_path / "ours")
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "ours.king.bin").exists()
+    ours, ref = (tmp_path / "ours.kin0").read_bytes(), (tmp_path / "ref.kin0").read_bytes()
+    assert ours == ref and ref.count(b"\n") > 2
+    res = run_cli("king", "--bfile", FIXTURE, "--shape", "square", *sel, "--out", tmp_path / "oursm")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "oursm.king.bin").read_bytes() == (tmp_path / "refm.king.bin").read_bytes()
+    ids = (tmp_path / "oursm.king.id").read_text()
+    assert ids == (tmp_path / "refm.king.id").read_text() and len(ids.splitlines()) == 1 + sum(k % 3 != 1 and k % 5 != 0 for k in range(len(fam)))
+
+
+def test_degree_column_classifies_the_fixtures_relatives(tmp_path):
+    """--degree: KING's classes from kinship and IBS0; the fixture's duplicate, parents and siblings."""
+    res = run_cli("king", "--bfile", FIXTURE, "--table-only", "--degree", "--out", tmp_path / "k")
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split("\t") for ln in (tmp_path / "k.kin0").read_text().splitlines()]
+    assert rows[0][-2:] == ["KINSHIP", "INFTYPE"]
+    kind = {(r[1], r[3]): r[-1] for r in rows[1:]}
+    assert kind[("DUP_of_AFR_01", "AFR_01")] == "Dup/MZ"
+    assert kind[("CHILD_1x2_a", "AFR_02")] == kind[("CHILD_1x2_b", "AFR_03")] == "PO"
+    assert kind[("CHILD_1x2_b", "CHILD_1x2_a")] == "FS"
+    for r in rows[1:]:  # every class agrees with its kinship band and IBS0 share
+        k, ibs0 = float(r[7]), int(r[6]) / int(r[4])
+        want = ("Dup/MZ" if k > 2 ** -1.5 else ("PO" if ibs0 < 0.0012 else "FS") if k >= 2 ** -2.5 else
+                "2nd" if k >= 2 ** -3.5 else "3rd" if k >= 2 ** -4.5 else "UN")
+        assert r[-1] == want, r
+    assert sum(r[-1] == "UN" for r in rows[1:]) > 100
+    # a PO threshold of 0: every first-degree pair is full siblings
+    res = run_cli("king", "--bfile", FIXTURE, "--table-only", "--degree", "--po-ibs0", "0", "--out", tmp_path / "f")
+    kinds = {ln.split("\t")[-1] for ln in (tmp_path / "f.kin0").read_text().splitlines()[1:]}
+    assert "PO" not in kinds and "FS" in kinds
+
+
+@pytest.mark.parametrize("cutoff", ["0", "0.0442", "0.2"])
+def test_king_cutoff_matches_live_plink2(plink2, tmp_path, cutoff):
+    """--king-cutoff: plink2's greedy (the partner of the first one-partner person, else the first with most
+    partners) gives the same kept and removed lists, byte for byte, with and without --keep."""
+    fam = [ln.split()[:2] for ln in open(f"{FIXTURE}.fam")]
+    (tmp_path / "keep.txt").write_text("".join(f"{f} {i}\n" for k, (f, i) in enumerate(fam) if k % 4))
+    for sel in ([], ["--keep", tmp_path / "keep.txt"]):
+        run_plink2(plink2, "--bfile", FIXTURE, "--king-cutoff", cutoff, *sel, "--out", tmp_path / "ref")
+        res = run_cli("king", "--bfile", FIXTURE, "--king-cutoff", cutoff, *sel, "--out", tmp_path / "ours")
+        assert res.returncode == 0, res.stderr
+        for ext in (".king.cutoff.in.id", ".king.cutoff.out.id"):
+            assert (tmp_path / f"ours{ext}").read_bytes() == (tmp_path / f"ref{ext}").read_bytes(), (sel, ext)
+        assert not (tmp_path / "ours.king.bin").exists()
+    removed = len((tmp_path / "ours.king.cutoff.out.id").read_text().splitlines()) - 1
+    assert removed >= 3  # the fixture's duplicate and two children at least
+
+
+def test_prune_related_follows_plink2s_order():
+    from seq2king.genetics.relatives import prune_related
+
+    # a path 0-1-2: person 0 has one partner, so its partner 1 goes and 0 and 2 stay
+    assert prune_related(4, np.array([1, 2]), np.array([0, 1])).tolist() == [False, True, False, False]
+    # a triangle 0-1-2 and a star around 5: no one has a single partner at first; 5 (most partners) goes,
+    # then 3, 4, 6 are free, and in the triangle the first of the largest (0) goes, then 1's partner 2
+    i, j = np.array([1, 2, 2, 5, 5, 5]), np.array([0, 0, 1, 3, 4, 6])
+    assert np.flatnonzero(prune_related(7, i, j)).tolist() == [0, 2, 5]
+    assert not prune_related(3, np.zeros(0, int), np.zeros(0, int)).any()
+
+
+def test_parallel_parts_match_live_plink2_and_concatenate_to_the_whole(plink2, tmp_path):
+    """--parallel K 3: each part's matrix and table equal plink2's part, and the parts concatenated in
+    order are the one-run files (the table's header in part 1 only)."""
+    for k in (1, 2, 3):
+        run_plink2(plink2, "--bfile", FIXTURE, "--make-king", "triangle", "bin", "--make-king-table", "counts",
+                   "--parallel", k, 3, "--out", tmp_path / "ref")
+        res = run_cli("king", "--bfile", FIXTURE, "--table", "--parallel", k, 3, "--out", tmp_path / "ours")
+        assert res.returncode == 0, res.stderr
+        for ext in (f".king.bin.{k}", f".kin0.{k}"):
+            assert (tmp_path / f"ours{ext}").read_bytes() == (tmp_path / f"ref{ext}").read_bytes(), ext
+    whole = b"".join((tmp_path / f"ours.king.bin.{k}").read_bytes() for k in (1, 2, 3))
+    assert whole == (GOLDEN / "king_fixture.king.bin").read_bytes()
+    table = b"".join((tmp_path / f"ours.kin0.{k}").read_bytes() for k in (1, 2, 3))
+    assert table == (GOLDEN / "king_fixture.kin0").read_bytes()
+    res = run_cli("king", "--bfile", FIXTURE, "--shape", "square", "--parallel", 1, 2, "--out", tmp_path / "sq")
+    assert res.returncode == 2 and "triangle" in res.stderr
+
+
+def test_parallel_rows_split_pairs_evenly():
+    from seq2king.genetics.king import parallel_rows
+
+    n, parts = 100_003, 7
+    bounds = [parallel_rows(n, k, parts) for k in range(1, parts + 1)]
+    assert bounds[0][0] == 1 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    pairs = [(r1 * (r1 - 1) - r0 * (r0 - 1)) // 2 for r0, r1 in bounds]
+    assert sum(pairs) == n * (n - 1) // 2
+    assert max(pairs) - min(pairs) < 2 * n  # equal up to one row's pairs

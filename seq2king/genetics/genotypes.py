@@ -465,6 +465,85 @@ class VcfSource(GenotypeSource):
             yield np.ascontiguousarray(block[:k].T)
 
 
+class SubsetSource(GenotypeSource):
+    """The people ``index`` (in file order) of another source, as plink2's ``--keep``/``--remove`` leave them."""
+
+    def __init__(self, source: GenotypeSource, index: np.ndarray):
+        self.source = source
+        self.index = np.asarray(index, dtype=np.int64)
+        self.path = source.path
+        self.samples = source.samples.subset(self.index)
+
+    def count_variants(self, king_only: bool = False) -> int | None:
+        return self.source.count_variants(king_only)
+
+    def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
+        for block in self.source.iter_blocks(block_size, king_only=king_only):
+            yield block[self.index]
+
+
+def read_sample_file(path: str | os.PathLike, flag: str) -> tuple[list[str] | None, list[str]]:
+    """A plink2 sample ID file (``--keep``/``--remove``): ``(FIDs or None, IIDs)``.
+
+    A header line starting with ``#FID`` or ``#IID`` names the columns; without one, one column is IID and
+    two or more are FID IID (plink2's rule). Blank lines are skipped.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{flag} {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{flag} {path}: cannot read it ({e.__class__.__name__})") from None
+    rows = [ln.split() for ln in lines if ln.strip()]
+    fid_col, iid_col = None, 0
+    if rows and rows[0][0].startswith("#"):
+        head = [c.lstrip("#").upper() for c in rows.pop(0)]
+        if "IID" not in head:
+            raise InputError(f"{flag} {path}: header line {' '.join(head)!r} has no IID column")
+        iid_col, fid_col = head.index("IID"), (head.index("FID") if "FID" in head else None)
+    elif rows and len(rows[0]) >= 2:
+        fid_col, iid_col = 0, 1
+    need = max(iid_col, fid_col or 0) + 1
+    for k, r in enumerate(rows):
+        if len(r) < need:
+            raise InputError(f"{flag} {path}: line {k + 1} has {len(r)} column(s), expected at least {need}")
+    fids = None if fid_col is None else [r[fid_col] for r in rows]
+    return fids, [r[iid_col] for r in rows]
+
+
+def select_samples(source: GenotypeSource, keep: str | None = None, remove: str | None = None) -> GenotypeSource:
+    """plink2's ``--keep FILE`` / ``--remove FILE``: the people listed (or not), in the file's own order.
+
+    IDs are matched as plink2 matches them: on FID and IID when the data has FIDs (a file without an FID
+    column means FID 0), else on IID; IDs not in the data are ignored. Fewer than two people left is an
+    error naming the files.
+    """
+    if not keep and not remove:
+        return source
+    ids = source.samples
+
+    def chosen(path: str, flag: str) -> np.ndarray:
+        fids, iids = read_sample_file(path, flag)
+        if ids.fid is not None:
+            want = set(zip(fids or ["0"] * len(iids), iids))
+            return np.array([(f, i) in want for f, i in zip(ids.fid, ids.iid)], dtype=bool)
+        want = set(iids)
+        return np.array([i in want for i in ids.iid], dtype=bool)
+
+    mask = np.ones(len(ids), dtype=bool)
+    if keep:
+        mask &= chosen(keep, "--keep")
+    if remove:
+        mask &= ~chosen(remove, "--remove")
+    if mask.sum() < 2:
+        files = " and ".join(f"{f} {p}" for f, p in (("--keep", keep), ("--remove", remove)) if p)
+        raise InputError(f"{files}: {int(mask.sum())} of {len(ids)} people in {source.path} remain; KING needs 2")
+    if mask.all():
+        return source
+    return SubsetSource(source, np.flatnonzero(mask))
+
+
 def open_genotypes(
     bfile: str | None = None, pfile: str | None = None, vcf: str | None = None
 ) -> GenotypeSource:

@@ -48,6 +48,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import math
+
 import numpy as np
 import torch
 
@@ -155,6 +157,7 @@ class KingEngine:
         memory_bytes: int | None = None,
         progress: bool = True,
         with_counts: bool = False,
+        rows: tuple[int, int] | None = None,
     ):
         if not 8 <= block_variants <= 65536:
             raise InputError(f"block_variants={block_variants}: must be between 8 and 65536")
@@ -166,6 +169,10 @@ class KingEngine:
         if self.n < 2:
             raise InputError(f"{source.path}: KING needs at least 2 samples, found {self.n}")
         self.band_rows = band_rows or (384 if self.device.type == "cpu" else 2048)
+        # rows r0..r1 only (each against every earlier person): one part of plink2's --parallel split
+        self.rows = (0, self.n) if rows is None else (int(rows[0]), int(rows[1]))
+        if not 0 <= self.rows[0] <= self.rows[1] <= self.n:
+            raise InputError(f"rows={rows}: not within 0..{self.n}")
         if memory_bytes is None:
             if self.device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(self.device)
@@ -184,7 +191,8 @@ class KingEngine:
     # -- planning -----------------------------------------------------------------------
     def bands(self) -> list[tuple[int, int]]:
         b = self.band_rows
-        return [(r0, min(r0 + b, self.n)) for r0 in range(0, self.n, b)]
+        lo, hi = self.rows
+        return [(r0, min(r0 + b, hi)) for r0 in range(lo, hi, b)]
 
     def _band_bytes(self, r0: int, r1: int) -> int:
         return (r1 - r0) * r1 * self._n_acc() * 4  # int32 accumulators
@@ -386,6 +394,28 @@ def _prefetch(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
                 return
             fut = pool.submit(next, it, sentinel)
             yield block
+
+
+def parallel_rows(n: int, part: int, parts: int) -> tuple[int, int]:
+    """Rows ``[r0, r1)`` of part ``part`` (1-based) of ``parts`` in plink2's ``--parallel`` split of the
+    lower triangle: boundary ``k`` is the smallest ``v`` with ``v (v - 1) >= n (n - 1) k / parts`` (integer
+    division), so every part holds about the same number of pairs and the parts' files, concatenated in
+    order, are the one-run file."""
+    if not 1 <= part <= parts:
+        raise InputError(f"--parallel {part} {parts}: the part must be between 1 and {parts}")
+
+    def divide(target: int) -> int:  # smallest v >= 1 with v * (v - 1) >= target
+        if target == 0:
+            return 1
+        v = int(math.isqrt(target))
+        while (v - 1) * (v - 2) >= target:
+            v -= 1
+        while v * (v - 1) < target:
+            v += 1
+        return v
+
+    total = n * (n - 1)
+    return divide(total * (part - 1) // parts), divide(total * part // parts)
 
 
 def king_matrix(source: GenotypeSource, **engine_kwargs) -> np.ndarray:

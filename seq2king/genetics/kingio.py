@@ -145,6 +145,28 @@ def read_king_id(path: Path) -> SampleIds:
 # ----------------------------------------------------------------------------- writers
 
 
+# KING's degree boundaries (Manichaikul et al. 2010): kinship above 2^-1.5 is a duplicate or MZ twin, then
+# first, second and third degree down to 2^-2.5, 2^-3.5 and 2^-4.5; below that, unrelated.
+DEGREE_BOUNDS = (2 ** -1.5, 2 ** -2.5, 2 ** -3.5, 2 ** -4.5)
+# First degree: parent-offspring pairs share an allele IBD everywhere, so their IBS0 (share of markers where
+# one is AA and the other BB) is genotyping error alone; full siblings have IBS0 near 1/4 x that of
+# unrelated pairs (about 0.005 or more on SNP arrays). The default split sits between them.
+PO_IBS0 = 0.0012
+
+
+def relationship(kinship: np.ndarray, ibs0: np.ndarray, nsnp: np.ndarray, po_ibs0: float = PO_IBS0) -> list[str]:
+    """KING's relationship class of each pair: Dup/MZ, PO, FS, 2nd, 3rd or UN (``ibs0``: counts)."""
+    dup, first, second, third = DEGREE_BOUNDS
+    prop = np.asarray(ibs0, dtype=np.float64) / np.maximum(np.asarray(nsnp), 1)
+    out = np.full(len(kinship), "UN", dtype=object)
+    k = np.asarray(kinship)
+    out[k >= third] = "3rd"
+    out[k >= second] = "2nd"
+    out[k >= first] = np.where(prop[k >= first] < po_ibs0, "PO", "FS")
+    out[k > dup] = "Dup/MZ"
+    return out.tolist()
+
+
 class KingWriter:
     """Consumes :class:`KingBand` objects in row order and writes plink2's files.
 
@@ -154,7 +176,8 @@ class KingWriter:
 
     def __init__(self, out: str | os.PathLike, ids: SampleIds, shape: str = "triangle",
                  encoding: str = "bin", table: bool = False, table_counts: bool = True,
-                 matrix: bool = True):
+                 matrix: bool = True, table_min: float | None = None, degree: bool = False,
+                 po_ibs0: float = PO_IBS0, part: int | None = None):
         if shape not in SHAPES:
             raise InputError(f"--shape {shape}: choose one of {', '.join(SHAPES)}")
         if encoding not in ENCODINGS:
@@ -164,6 +187,11 @@ class KingWriter:
         self.n = len(ids)
         self.shape, self.encoding = shape, encoding
         self.table, self.table_counts, self.matrix = table, table_counts, matrix
+        self.table_min, self.degree, self.po_ibs0 = table_min, degree, po_ibs0
+        # plink2 --parallel K N: OUT.king.bin.K / OUT.kin0.K, the table's header in part 1 only
+        tail = "" if part is None else f".{part}"
+        if part is not None and shape != "triangle":
+            raise InputError(f"--parallel with --shape {shape}: plink2 splits the triangle only; use --shape triangle")
         self._tmp: dict[Path, AtomicFiles] = {}
         self._square = None
         self._fh_matrix = None
@@ -171,7 +199,7 @@ class KingWriter:
         self.final_paths: list[Path] = []
         if matrix:
             suffix = ".king" if encoding == "text" else ".king.bin"
-            self.matrix_path = Path(self.out + suffix)
+            self.matrix_path = Path(self.out + suffix + tail)
             tmp = self._open_tmp(self.matrix_path)
             if shape == "triangle":
                 self._fh_matrix = open(tmp, "w" if encoding == "text" else "wb")
@@ -182,9 +210,10 @@ class KingWriter:
                 self._square = np.lib.format.open_memmap(
                     self._square_path, mode="w+", dtype=np.float64, shape=(self.n, self.n))
         if table:
-            self.table_path = Path(self.out + ".kin0")
+            self.table_path = Path(self.out + ".kin0" + tail)
             self._fh_table = open(self._open_tmp(self.table_path), "w")
-            self._fh_table.write(self._table_header())
+            if part in (None, 1):
+                self._fh_table.write(self._table_header())
         self.id_path = Path(self.out + ".king.id")
         if matrix:
             self._open_tmp(self.id_path)
@@ -201,7 +230,8 @@ class KingWriter:
     def _table_header(self) -> str:
         names = [name for name, _ in self.ids.columns()]
         cols = [f"{c}1" for c in names] + [f"{c}2" for c in names]
-        return "#" + "\t".join(cols + ["NSNP", "HETHET", "IBS0", "KINSHIP"]) + "\n"
+        extra = ["INFTYPE"] if self.degree else []
+        return "#" + "\t".join(cols + ["NSNP", "HETHET", "IBS0", "KINSHIP"] + extra) + "\n"
 
     def _write_table_rows(self, band: KingBand) -> None:
         fh = self._fh_table
@@ -209,19 +239,27 @@ class KingWriter:
             if i == 0:
                 continue
             r = i - band.r0
+            js = np.arange(i)
+            if self.table_min is not None:  # plink2 --king-table-filter: pairs with kinship >= the minimum
+                js = np.flatnonzero(band.kinship[r, :i] >= self.table_min)
+                if not len(js):
+                    continue
             id1 = "\t".join(self._id_fields(i))
-            nsnp = band.nsnp[r, :i].tolist()
-            hethet = band.hethet[r, :i].tolist()
-            ibs0 = band.ibs0[r, :i].tolist()
-            kin = _format_row(band.kinship[r, :i])
+            nsnp = band.nsnp[r, js].tolist()
+            hethet = band.hethet[r, js].tolist()
+            ibs0 = band.ibs0[r, js].tolist()
+            kin = _format_row(band.kinship[r, js])
+            types = relationship(band.kinship[r, js], band.ibs0[r, js], band.nsnp[r, js], self.po_ibs0) \
+                if self.degree else None
             lines = []
-            for j in range(i):
+            for k, j in enumerate(js.tolist()):
                 if self.table_counts:
-                    hh, ib = str(hethet[j]), str(ibs0[j])
+                    hh, ib = str(hethet[k]), str(ibs0[k])
                 else:  # plink2 multiplies by the reciprocal, it does not divide
-                    recip = 1.0 / nsnp[j] if nsnp[j] else float("nan")
-                    hh, ib = format_g6(hethet[j] * recip), format_g6(ibs0[j] * recip)
-                lines.append(f"{id1}\t{chr(9).join(self._id_fields(j))}\t{nsnp[j]}\t{hh}\t{ib}\t{kin[j]}\n")
+                    recip = 1.0 / nsnp[k] if nsnp[k] else float("nan")
+                    hh, ib = format_g6(hethet[k] * recip), format_g6(ibs0[k] * recip)
+                tail = f"\t{types[k]}\n" if types is not None else "\n"
+                lines.append(f"{id1}\t{chr(9).join(self._id_fields(j))}\t{nsnp[k]}\t{hh}\t{ib}\t{kin[k]}{tail}")
             fh.write("".join(lines))
 
     # -- matrix -------------------------------------------------------------------------
