@@ -219,7 +219,9 @@ def simulate(
     n_chunks = max(1, int(np.ceil(length / chunk_bp)))
     bounds = np.linspace(0, length, n_chunks + 1).round().astype(np.int64)
     seqs = np.random.SeedSequence(seed).spawn(n_chunks)
-    parts = tempfile.TemporaryDirectory(prefix=".simulate-", dir=Path(str(out)).resolve().parent)
+    where = Path(str(out)).resolve().parent
+    where.mkdir(parents=True, exist_ok=True)
+    parts = tempfile.TemporaryDirectory(prefix=".simulate-", dir=where)  # the chunks' .bed parts, beside the output
     jobs = [
         (spec, sample_dict, float(bounds[i + 1] - bounds[i]),
          [int(s) for s in seqs[i].generate_state(2, dtype=np.uint32) % (2**31 - 1) + 1], maf,
