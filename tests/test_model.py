@@ -70,6 +70,7 @@ def test_loss_counts_off_diagonal_real_pairs_per_sequence():
     ({"head": "cls"}, "head='cls'"),
     ({"tokenizer": "index"}, "needs num_individuals"),
     ({"input_bias": "genes"}, "input_bias='genes': choose false, inputs or pcs"),
+    ({"denoise_entropy": 0}, "denoise_entropy=0: must be positive"),
 ])
 def test_bad_config_messages(kw, msg):
     with pytest.raises(InputError, match=msg):
@@ -352,6 +353,61 @@ def test_input_bias_is_minus_gamma_times_the_feature_distance():
         plain1 = below.encoder[1].attn.logits(ln(x1), x["mask"])
     assert torch.allclose(ex["scores"][1][m.expand_as(plain1)], plain1[m.expand_as(plain1)], atol=1e-4)
     assert ex["embeddings"].shape[-1] == 32
+
+
+def test_calibrated_pool_hits_the_entropy_over_the_other_real_people():
+    """Each row: a softmax of -beta_i d2 over the other real people with entropy ``entropy`` nats; no weight
+    on oneself or on padding; a lone person gets none."""
+    from seq2king.model.transformer import calibrated_pool
+
+    torch.manual_seed(0)
+    z = torch.randn(3, 10, 4)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    mask[2, 1:] = False
+    d2 = torch.cdist(z, z).square()
+    p = calibrated_pool(d2, mask, 1.5)
+    h = -(p * p.clamp_min(1e-30).log()).sum(-1)
+    assert torch.allclose(h[0], torch.full((10,), 1.5), atol=1e-3)
+    assert torch.allclose(h[1, :6], torch.full((6,), 1.5), atol=1e-3)
+    assert p.diagonal(dim1=1, dim2=2).abs().max() == 0 and p[1, :, 6:].abs().max() == 0
+    assert torch.allclose(p[:2].sum(-1), torch.ones(2, 10)) and p[2, 0].abs().max() == 0
+    # each row is a softmax of -beta d2: log-weight ratios are proportional to distance gaps
+    i, (j, k) = 0, (3, 7)
+    beta = (p[0, i, j] / p[0, i, k]).log() / (d2[0, i, k] - d2[0, i, j])
+    assert beta > 0
+    assert torch.allclose((p[0, i, 5] / p[0, i, k]).log(), beta * (d2[0, i, k] - d2[0, i, 5]), rtol=1e-3)
+    # at most log(5) nats among 5 others: asked for more, the row is as flat as the smallest beta makes it
+    u = calibrated_pool(d2, mask, 3.0)
+    assert torch.allclose(u[1, 0, 1:6], torch.full((5,), 0.2), atol=0.01)
+
+
+def test_input_denoise_pools_the_bias_features_between_layers():
+    """input_denoise: layer 2's bias is -gamma times the distance between features pooled with each person's
+    calibrated neighbours (z + P z - z) / 2; layer 1's is the raw distance."""
+    from seq2king.model.transformer import calibrated_pool
+
+    torch.manual_seed(0)
+    cfg = Seq2KingConfig(panel_size=16, num_features=16, d_model=32, depth=3, heads=2, ffn_dim=64,
+                         symmetric_readout=True, kernel="distance", readout_range=4, input_bias="pcs",
+                         bias_columns=(4, 12), feature_scale=9.0, bias_slope=0.5, bias_readout=False,
+                         input_denoise=True, denoise_entropy=1.2)
+    net = Seq2King(cfg).eval()
+    x = batch(panel=16)
+    mask = x["mask"]
+    z = x["features"][..., 4:12] / 3.0
+    d2 = torch.cdist(z, z).square()
+    p = calibrated_pool(d2, mask, 1.2)
+    z1 = z + (p @ z - p.sum(-1, keepdim=True) * z) / 2
+    d21 = torch.cdist(z1, z1).square()
+    assert not torch.allclose(d21, d2, atol=1e-3)
+    with torch.no_grad():
+        _, ex = net(x, need_weights=True)
+        x0, _, _ = net.encoder[0](net.embed(x), mask, bias=-net.bias_log_gamma[0].exp()[None, :, None, None] * d2[:, None])
+        plain1 = net.encoder[1].attn.logits(net.encoder[1].ln1(x0), mask)
+    m = mask[:, None, None, :]
+    want = (plain1 - net.bias_log_gamma[1].exp()[None, :, None, None] * d21[:, None]).masked_fill(~m, float("-inf"))
+    assert torch.allclose(ex["scores"][1][m.expand_as(want)], want[m.expand_as(want)], atol=1e-3)
 
 
 def test_input_lines_are_fitted_on_training_people_only(tmp_path):

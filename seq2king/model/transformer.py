@@ -79,10 +79,12 @@ class Seq2KingConfig:
     bias_columns: tuple | None = None  # set from the data: the feature columns the bias reads
     feature_scale: float = 1.0
     bias_slope: float = 0.0  # data: least-squares slope of scaled KING on |z_i - z_j|^2 (training pairs), >= 0
-    # input_bias: after each layer below the readout, z_i <- (z_i + sum_j a_ij z_j) / 2 with a the softmax of
-    # that layer's bias (heads' mean): each person's features pooled with their input neighbours in the
-    # sequence (contextual denoising), so the next layer's bias and the readout see the pooled features
+    # input_bias: after each layer below the readout, z_i <- (z_i + sum_j p_ij z_j) / 2, p_i a softmax over
+    # minus the squared distance to the others in the sequence at the temperature that gives row i
+    # ``denoise_entropy`` nats (t-SNE's perplexity calibration): each person's features pooled with their
+    # input neighbours (contextual denoising), so the next layer's bias sees the pooled features
     input_denoise: bool = False
+    denoise_entropy: float = 1.5
     bias_readout: bool = True  # input_bias: also in the readout layer (false: only the layers below it)
     bias_scale: float = 1.0  # input_bias: the starting gamma of the layers below the readout, times this
 
@@ -112,6 +114,8 @@ class Seq2KingConfig:
             raise InputError(f"model.dropout={self.dropout}: must be in [0, 1)")
         if self.tokenizer == "index" and self.num_individuals < 1:
             raise InputError("model.tokenizer=index needs num_individuals (set from the data)")
+        if not self.denoise_entropy > 0:
+            raise InputError(f"model.denoise_entropy={self.denoise_entropy}: must be positive (nats)")
         if self.input_bias not in (False, True, None, "none", "inputs", "pcs"):
             raise InputError(f"model.input_bias={self.input_bias!r}: choose false, inputs or pcs")
         if self.tokenizer == "kinship" and self.panel_size < 1:
@@ -457,9 +461,10 @@ class Seq2King(nn.Module):
             bias = None
             if z is not None and (self.cfg.bias_readout or not (last and self.cfg.head == "attention")):
                 bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * d2[:, None]
-                if self.cfg.input_denoise and not last:  # pool z with its input neighbours for the next layer
-                    pool = bias.mean(1).masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
-                    z = (z + pool @ z) / 2
+                reads_z = i + 2 < len(blocks) or self.cfg.bias_readout or self.cfg.head != "attention"
+                if self.cfg.input_denoise and not last and reads_z:  # pool z with its neighbours for the next layer
+                    pool = calibrated_pool(d2, mask, self.cfg.denoise_entropy)  # a lone person keeps z
+                    z = z + (pool @ z - pool.sum(-1, keepdim=True) * z) / 2
                     d2 = self.input_distance(z)
             if last and self.cfg.head == "attention":
                 query_input = block.ln1(x)  # what the last attention's queries and keys see
@@ -509,6 +514,33 @@ class Seq2King(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+@torch.no_grad()
+def calibrated_pool(d2: torch.Tensor, mask: torch.Tensor, entropy: float, steps: int = 16) -> torch.Tensor:
+    """``(B, n, n)`` row-stochastic weights ``softmax_j(-beta_i d2_ij)`` over the other real people of the
+    sequence, each row's ``beta_i`` found by bisection on ``log beta`` in [-6, 10] so that its entropy is
+    ``entropy`` nats (t-SNE's perplexity calibration; 16 halvings leave ``log beta`` within 2.5e-4; ``d2``
+    is in units of the mean squared distance between training tokens, so beta from 0.0025 to 22,000 spans
+    uniform to nearest-neighbour-only; rows with fewer others than ``exp(entropy)`` come out uniform).
+    A row with no other real person is all zero."""
+    n = d2.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=d2.device)
+    drop = eye[None] | ~mask[:, None, :]
+    d2 = d2.float().masked_fill(drop, 0.0)
+    lo = torch.full(d2.shape[:2], -6.0, device=d2.device)
+    hi = torch.full(d2.shape[:2], 10.0, device=d2.device)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        beta = mid.exp()[..., None]
+        logits = (-beta * d2).masked_fill(drop, float("-inf"))
+        log_z = logits.logsumexp(-1, keepdim=True)
+        p = (logits - log_z).exp()
+        h = (log_z + beta * (p * d2).sum(-1, keepdim=True)).squeeze(-1)  # -sum p log p
+        sharp = h < entropy  # too sharp: a smaller beta
+        hi = torch.where(sharp, mid, hi)
+        lo = torch.where(sharp, lo, mid)
+    return (-((lo + hi) / 2).exp()[..., None] * d2).masked_fill(drop, float("-inf")).softmax(-1).nan_to_num(0.0)
 
 
 def masked_pair_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
