@@ -2,8 +2,11 @@
 
 Following ashleve/lightning-hydra-template: seed, instantiate the datamodule,
 model, callbacks, loggers and trainer, fit, test, and return the metric the
-sweeper optimises. A failing job in a multirun is logged and reported as NaN so
-the sweep goes on; the W&B run is always finished.
+sweeper optimises. A failing job in a multirun reports NaN so the sweep goes on:
+its traceback goes to its own log, its directory gets a ``FAILED`` file with the
+error's last line, the console one line; when the multirun ends,
+:class:`FailedJobs` (a Hydra callback) prints one line per failed job and exits 1.
+The W&B run is always finished.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seq2king import runtime
@@ -209,6 +213,53 @@ def _input_error(e: BaseException) -> InputError | None:
     return None
 
 
+FAILED_FILE = "FAILED"
+
+
+def _last_line(e: BaseException) -> str:
+    bad = _input_error(e)
+    text = str(bad if bad is not None else e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1]}" if bad is None and text else (text[-1] if text else type(e).__name__)
+
+
+def _record_failure(cfg: DictConfig, e: BaseException) -> None:
+    """The traceback to the job's log file only, ``FAILED`` (the last line) in its directory, one console line."""
+    import traceback
+
+    line = _last_line(e)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "job failed; the sweep goes on\n%s",
+                            ("".join(traceback.format_exception(e)),), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    out = Path(cfg.paths.output_dir)
+    try:
+        write_text(out / FAILED_FILE, line + "\n")
+    except OSError:
+        pass
+    print(f"seq2king: job failed ({out}): {line}; the sweep goes on", file=sys.stderr, flush=True)
+
+
+class FailedJobs(Callback):
+    """Hydra callback: at the end of a multirun, one line per job with a ``FAILED`` file, then exit 1.
+
+    It reads the sweep directory, so it sees jobs run by any launcher that writes there (basic,
+    joblib, submitit on a shared file system).
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        failed = sorted(sweep.rglob(FAILED_FILE), key=lambda p: (len(str(p)), str(p))) if sweep.is_dir() else []
+        if not failed:
+            return
+        jobs = sum(1 for _ in sweep.rglob("overrides.yaml"))
+        for f in failed:
+            print(f"seq2king: job failed: {f.parent}: {f.read_text().strip()}", file=sys.stderr, flush=True)
+        print(f"seq2king: {len(failed)} of {jobs} jobs failed (each traceback is in its directory's log)",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1)
+
+
 def run(cfg: DictConfig) -> float:
     """train() with the template's safety net; returns ``cfg.optimized_metric``."""
     metric_name = cfg.get("optimized_metric")
@@ -220,7 +271,7 @@ def run(cfg: DictConfig) -> float:
             print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
             raise SystemExit(2)
         if _is_multirun():
-            log.exception("job failed; the sweep goes on")
+            _record_failure(cfg, e)
             return float("nan")
         raise
     value = metrics.get(metric_name, float("nan")) if metric_name else float("nan")

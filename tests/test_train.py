@@ -4,6 +4,7 @@ In-process tests compose the real configs with Hydra's compose API and shrink
 them; sweeps, optuna, submitit and DDP go through the real ``train.py`` CLI.
 """
 
+import csv
 import json
 import os
 import re
@@ -241,13 +242,27 @@ def test_ddp_sim_two_processes(tmp_path, cache_dir, bucket):
     assert "test/loss" in json.loads((tmp_path / "ddp" / "metrics.json").read_text())
 
 
-def test_failing_job_does_not_stop_the_sweep(tmp_path, cache_dir):
+def test_failing_job_does_not_stop_the_sweep_but_fails_it_loudly(tmp_path, cache_dir):
+    """A job that fails: the others finish, its traceback stays in its own log, the console gets one line per
+    failed job at the end and the multirun exits 1; analyze.py compare lists it as failed."""
     res = cli(tmp_path, cache_dir, "-m", "model.heads=2,3", "trainer.max_epochs=1", "logger=csv",
               "test=false", f"hydra.sweep.dir={tmp_path}/sweep")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]
     assert (tmp_path / "sweep" / "0" / "metrics.json").exists()
     assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()
-    assert "does not divide" in (tmp_path / "sweep" / "1" / "train.log").read_text()
+    log = (tmp_path / "sweep" / "1" / "train.log").read_text()
+    assert "Traceback" in log and "does not divide" in log
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    tail = [ln for ln in res.stderr.splitlines() if ln.startswith("seq2king: ")]
+    assert tail[-2:] == [f"seq2king: job failed: {tmp_path}/sweep/1: model.heads=3 does not divide model.d_model=32",
+                         "seq2king: 1 of 2 jobs failed (each traceback is in its directory's log)"], tail
+    assert (tmp_path / "sweep" / "1" / "FAILED").read_text().strip() == "model.heads=3 does not divide model.d_model=32"
+    res = subprocess.run([sys.executable, str(ROOT / "analyze.py"), f"compare={tmp_path}/sweep"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "sweep" / "compare.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows] == ["ok", "failed: model.heads=3 does not divide model.d_model=32"]
 
 
 @pytest.mark.parametrize("override,needle", [
