@@ -38,6 +38,8 @@ TINY_AUDIT = ["experiment=audit", "data.scenario.samples=300", "data.scenario.lo
               "trainer.max_epochs=30", "audit.top_k=20", "audit.permutation_block=20", "audit.ig_steps=8",
               "logger=none", "++callbacks.rich_progress_bar=null"]
 AUDIT_ONLY = {"audit", "audit_null"}  # configs of the audit task: composed under experiment=audit
+TWO_STEPS = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
+             "++trainer.limit_test_batches=2"]
 
 
 def audit_cfg(tmp_path, cache_dir, *overrides):
@@ -317,13 +319,32 @@ def test_plink2_style_keys_train(tmp_path, cache_dir):
 def test_every_logger_and_callbacks_option_starts(tmp_path, cache_dir, logger, callbacks):
     from seq2king.training import train
 
+    # two steps with limit_*_batches, not fast_dev_run: Lightning swaps every logger for a dummy there
     if callbacks in AUDIT_ONLY:
-        cfg = audit_cfg(tmp_path, cache_dir, f"logger={logger}", "debug=fdr")
+        cfg = audit_cfg(tmp_path, cache_dir, f"logger={logger}", *TWO_STEPS)
     else:
-        cfg = make_cfg(tmp_path, cache_dir, f"logger={logger}", f"callbacks={callbacks}", "debug=fdr",
+        cfg = make_cfg(tmp_path, cache_dir, f"logger={logger}", f"callbacks={callbacks}", *TWO_STEPS,
                        "++callbacks.rich_progress_bar=null")
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_runs_two_steps_under_every_logger(tmp_path, cache_dir, experiment, logger):
+    """Each shipped experiment, two real steps under each logger (W&B offline): the audit_null tag crash
+    (a YAML null tag) hid behind fast_dev_run, which replaces every logger."""
+    from seq2king.training import train
+
+    if experiment in AUDIT_ONLY:
+        cfg = audit_cfg(tmp_path, cache_dir, f"experiment={experiment}", f"logger={logger}", *TWO_STEPS)
+    else:
+        cfg = make_cfg(tmp_path, cache_dir, f"experiment={experiment}", f"logger={logger}", *TWO_STEPS)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    runs = list((tmp_path / "wandb").glob("offline-run-*")) if (tmp_path / "wandb").exists() else []
+    assert (len(runs) == 1) == (logger in ("wandb", "default")), runs
+    assert (tmp_path / "csv").exists() == (logger in ("csv", "default"))
 
 
 def test_compiled_checkpoint_stores_one_copy_and_loads_uncompiled(tmp_path):
