@@ -410,3 +410,29 @@ def test_every_experiment_tags_are_strings(tmp_path, cache_dir):
                else make_cfg(tmp_path, cache_dir, f"experiment={opt}"))
         tags = list(cfg.get("tags") or [])
         assert tags and all(isinstance(t, str) for t in tags), (opt, tags)
+
+
+def test_structure_metrics_equal_the_analysis_on_validation_people(tmp_path, cache_dir):
+    """val/intra_share, val/lift, val/top1, val/knn5 are what analyze.py split=val reports for the final
+    model (no inversion), logged to the CSV; optuna_structure maximises val/lift."""
+    res = cli(tmp_path, cache_dir, "logger=csv", "trainer.max_epochs=1", "test=false",
+              f"hydra.run.dir={tmp_path}/run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    import pandas as pd
+
+    logged = pd.read_csv(next((tmp_path / "run" / "csv").rglob("metrics.csv")))
+    last = logged.dropna(subset=["val/lift"]).iloc[-1]
+    res = subprocess.run([sys.executable, str(ROOT / "analyze.py"), f"run_dir={tmp_path}/run", "split=val",
+                          "analysis.inversion=none", "analysis.permutations=20", "analysis.bootstrap=20",
+                          f"hydra.run.dir={tmp_path}/alog"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = json.loads((tmp_path / "run" / "analysis_none" / "summary.json").read_text())
+    h = s["headline"]
+    assert last["val/intra_share"] == pytest.approx(h["intra_share"], abs=1e-6)
+    assert last["val/lift"] == pytest.approx(h["lift"], abs=1e-6)
+    assert last["val/top1"] == pytest.approx(h["top1_share"], abs=1e-6)
+    assert last["val/knn5"] == pytest.approx(s["embedding"]["knn5_accuracy"], abs=1e-6)
+    assert h["lift"] > 1.0
+    cfg = make_cfg(tmp_path, cache_dir, "hparams_search=optuna_structure")
+    assert cfg.optimized_metric == "val/lift" and cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/lift" and cfg.callbacks.model_checkpoint.mode == "max"

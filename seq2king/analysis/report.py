@@ -75,6 +75,8 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         raise InputError(f"analysis.inversion={s.inversion!r}: choose all, none, complement or negate")
     if s.split not in ("train", "val", "test"):
         raise InputError(f"split={s.split!r}: choose train, val or test")
+    if s.permutations < 1:
+        raise InputError(f"analysis.permutations={s.permutations}: need at least 1 (every p-value is a permutation test)")
     torch.manual_seed(s.seed)
     run = load_run(run_dir, ckpt_path, s.device)
     dm, net = run.datamodule, run.module.net
