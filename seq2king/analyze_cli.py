@@ -136,8 +136,9 @@ def compare(sweep_dir: Path) -> list[dict]:
         metrics = job / "metrics.json"
         if metrics.exists():
             m = json.loads(metrics.read_text())
-            row.update({k: round(v, 5) for k, v in m.items() if k in ("val/loss", "val/skill", "test/loss",
-                                                                     "test/skill", "val/auroc", "test/auroc")})
+            row.update({k: round(v, 5) for k, v in m.items() if k in (
+                "val/loss", "val/skill", "test/loss", "test/skill", "val/auroc", "test/auroc",
+                "val/intra_share", "val/lift", "val/top1", "val/knn5")})  # the structure callback's, to sort by
         summ = job / "analysis" / "summary.json"
         if summ.exists():
             row.update(summary_row(json.loads(summ.read_text())))

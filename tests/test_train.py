@@ -265,6 +265,7 @@ def test_failing_job_does_not_stop_the_sweep_but_fails_it_loudly(tmp_path, cache
     with open(tmp_path / "sweep" / "compare.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "failed: model.heads=3 does not divide model.d_model=32"]
+    assert float(rows[0]["val/lift"]) > 0 and rows[1]["val/lift"] == ""  # sortable by the structure figures
 
 
 @pytest.mark.parametrize("override,needle", [
