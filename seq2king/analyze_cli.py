@@ -22,36 +22,43 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict | None:
-    from seq2king.analysis.report import AnalysisSettings, analyze, headline_line
+    """analyze.py: the analysis, the audit report or a sweep's table; bad input is one line and exit 2."""
     from seq2king.training import _input_error
 
     try:
-        if cfg.get("compare"):
-            rows = compare(Path(cfg.compare))
-            print(f"compared {len(rows)} runs: {cfg.compare}/compare.csv and compare.md")
-            return None
-        if cfg.get("run_dir") and _is_audit(Path(cfg.run_dir)):
-            from seq2king.audit.report import audit_report
-
-            s = audit_report(cfg.run_dir, top_k=cfg.get("top_k"), rank_by=cfg.get("rank_by"),
-                             wandb_log=cfg.get("wandb", True))
-            print(audit_line(s), flush=True)
-            print(f"analysis in {s['analysis_dir']}", flush=True)
-            return s
-        a = cfg.analysis
-        levels = a.get("levels")
-        settings = AnalysisSettings(split=cfg.split, max_sequence=a.max_sequence, coverage=a.coverage,
-                                    permutations=a.permutations, bootstrap=a.bootstrap, inversion=a.inversion,
-                                    levels=tuple(levels) if levels else None,
-                                    bertviz_people=a.bertviz_people, n_clusters=a.n_clusters,
-                                    seed=cfg.seed, device=a.device)
-        summary = analyze(cfg.get("run_dir"), cfg.get("ckpt_path"), settings, wandb_log=cfg.get("wandb", True))
+        return analyze_or_compare(cfg)
     except Exception as e:
         bad = _input_error(e)
         if bad is None:
             raise
         print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
         raise SystemExit(2)
+
+
+def analyze_or_compare(cfg: DictConfig) -> dict | None:
+    """:func:`run` without the error handling (errors propagate; train.py's ``analyze=true`` calls this)."""
+    from seq2king.analysis.report import AnalysisSettings, analyze, headline_line
+
+    if cfg.get("compare"):
+        rows = compare(Path(cfg.compare))
+        print(f"compared {len(rows)} runs: {cfg.compare}/compare.csv and compare.md")
+        return None
+    if cfg.get("run_dir") and _is_audit(Path(cfg.run_dir)):
+        from seq2king.audit.report import audit_report
+
+        s = audit_report(cfg.run_dir, top_k=cfg.get("top_k"), rank_by=cfg.get("rank_by"),
+                         wandb_log=cfg.get("wandb", True))
+        print(audit_line(s), flush=True)
+        print(f"analysis in {s['analysis_dir']}", flush=True)
+        return s
+    a = cfg.analysis
+    levels = a.get("levels")
+    settings = AnalysisSettings(split=cfg.split, max_sequence=a.max_sequence, coverage=a.coverage,
+                                permutations=a.permutations, bootstrap=a.bootstrap, inversion=a.inversion,
+                                levels=tuple(levels) if levels else None,
+                                bertviz_people=a.bertviz_people, n_clusters=a.n_clusters,
+                                seed=cfg.seed, device=a.device)
+    summary = analyze(cfg.get("run_dir"), cfg.get("ckpt_path"), settings, wandb_log=cfg.get("wandb", True))
     print(headline_line(summary), flush=True)
     print(f"analysis in {summary['analysis_dir']}", flush=True)
     return summary

@@ -260,11 +260,26 @@ class FailedJobs(Callback):
         raise SystemExit(1)
 
 
+def _analyze(cfg: DictConfig) -> None:
+    """``analyze=true``: analyze.py's default analysis of this run, into its directory (as
+    ``python analyze.py run_dir=RUN`` would: the analysis, or the audit report for an audit run)."""
+    from seq2king.analyze_cli import analyze_or_compare
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    acfg = OmegaConf.create({"run_dir": str(cfg.paths.output_dir), "ckpt_path": None, "compare": None,
+                             "split": "test", "seed": 0, "top_k": None, "rank_by": None, "wandb": True,
+                             "analysis": OmegaConf.load(conf / "analysis" / "default.yaml")})
+    log.info("analyze=true: analysing %s", cfg.paths.output_dir)
+    analyze_or_compare(acfg)
+
+
 def run(cfg: DictConfig) -> float:
     """train() with the template's safety net; returns ``cfg.optimized_metric``."""
     metric_name = cfg.get("optimized_metric")
     try:
         metrics = train(cfg)
+        if cfg.get("analyze"):
+            _analyze(cfg)
     except Exception as e:
         bad = _input_error(e)
         if bad is not None and not _is_multirun():

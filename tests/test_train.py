@@ -437,3 +437,14 @@ def test_structure_metrics_equal_the_analysis_on_validation_people(tmp_path, cac
     cfg = make_cfg(tmp_path, cache_dir, "hparams_search=optuna_structure")
     assert cfg.optimized_metric == "val/lift" and cfg.hydra.sweeper.direction == "maximize"
     assert cfg.callbacks.model_checkpoint.monitor == "val/lift" and cfg.callbacks.model_checkpoint.mode == "max"
+
+
+def test_analyze_true_leaves_the_analysis_in_each_job(tmp_path, cache_dir):
+    """analyze=true: each job of a sweep ends with analyze.py's default analysis in its own directory."""
+    res = cli(tmp_path, cache_dir, "-m", "model.depth=1,2", "trainer.max_epochs=1", "logger=csv", "test=false",
+              "analyze=true", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    for job in ("0", "1"):
+        s = json.loads((tmp_path / "sweep" / job / "analysis" / "summary.json").read_text())
+        assert s["headline"]["lift"] > 0 and s["split"] == "test"
+    assert res.stdout.count("analysis in ") == 2
