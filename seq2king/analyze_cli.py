@@ -135,11 +135,11 @@ def compare(sweep_dir: Path) -> list[dict]:
                       key=lambda p: (len(p.name), p.name)):
         overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
         row = {"job": job.name, "overrides": " ".join(str(o) for o in overrides)}
-        failed = job / "FAILED"  # written by a job that failed in the multirun (seq2king.training)
-        row["status"] = f"failed: {failed.read_text().strip()}" if failed.exists() else "ok"
         for o in overrides:
             k, _, v = str(o).partition("=")
             row[k.lstrip("+~")] = v
+        failed = job / "FAILED"  # written by a job that failed in the multirun (seq2king.training)
+        row["status"] = f"failed: {failed.read_text().strip()}" if failed.exists() else "ok"
         metrics = job / "metrics.json"
         if metrics.exists():
             m = json.loads(metrics.read_text())

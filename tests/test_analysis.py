@@ -577,3 +577,53 @@ def test_the_analysis_package_does_not_import_the_audit():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [f"{path.name}: {n}" for n in names if n == "seq2king.audit" or n.startswith("seq2king.audit.")]
     assert not bad, bad
+
+
+def test_group_style_groups_populations_under_their_superpopulation():
+    """26 populations in 5 superpopulations: contiguous by superpopulation, one hue family each, 26 distinct
+    colours; the parent level is found from the labels."""
+    import colorsys
+
+    from seq2king.analysis.outputs import group_style
+    from seq2king.analysis.report import parent_level
+    from seq2king.genetics.simulate import POPULATIONS_26
+
+    pops = [p for ps in POPULATIONS_26.values() for p in ps]
+    sup_of = {p: c for c, ps in POPULATIONS_26.items() for p in ps}
+    levels = {"population": sorted(pops) * 2, "superpopulation": [sup_of[p] for p in sorted(pops)] * 2,
+              "sex": ["F", "M"] * 26}
+    parent = parent_level(levels, "population")
+    assert parent == sup_of and parent_level(levels, "superpopulation") is None
+    groups = sorted(pops)  # alphabetical, as the analysis numbers them: ASW beside BEB
+    order, colours = group_style(groups, parent)
+    supers_in_order = [parent[groups[k]] for k in order]
+    assert supers_in_order == sorted(supers_in_order)  # each superpopulation contiguous
+    rgb = np.array([c[:3] for c in colours])
+    dist = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1)) + np.eye(26)
+    assert dist.min() > 0.02  # 26 distinguishable colours
+    for sp in POPULATIONS_26:  # one hue family: the members' hues lie close together
+        hues = [colorsys.rgb_to_hsv(*colours[k][:3])[0] for k in range(26) if parent[groups[k]] == sp]
+        spread = max(hues) - min(hues)
+        assert min(spread, 1 - spread) < 0.12 or sp == "EAS", (sp, hues)  # Greys: hue undefined
+    order, colours = group_style([f"g{k}" for k in range(30)])
+    assert len({c[:3] for c in colours}) == 30
+
+
+def test_embedding_page_is_offline_and_escapes_ids(tmp_path):
+    from seq2king.analysis.outputs import embedding_html, group_style
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(12, 5))
+    y = np.repeat([0, 1, 2], 4)
+    ids = [f"P{k}" for k in range(11)] + ["<script>alert('x')</script>"]
+    labels = {"population": ["A&B"] * 12, "superpopulation": ["S"] * 12}
+    groups = ["YRI", "CEU", "<b>X</b>"]
+    parent = {"YRI": "AFR", "CEU": "EUR", "<b>X</b>": "EUR"}
+    embedding_html(tmp_path / "e.html", emb, y, groups, ids, labels, group_style(groups, parent), parent)
+    page = (tmp_path / "e.html").read_text()
+    assert "<script>alert" not in page and "<b>X</b>" not in page
+    assert "&lt;script&gt;alert" in page and "A&amp;B" in page
+    import re
+
+    assert not re.search(r"<script[^>]*\bsrc=", page)  # nothing loaded from outside: plotly.js is inlined
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000

@@ -73,22 +73,63 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=120, format="png")
 
 
-def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title: str) -> None:
+# one hue family per superpopulation (matplotlib sequential colormaps), shades within it per population
+FAMILIES = ("Blues", "Oranges", "Greens", "Reds", "Purples", "Greys", "YlOrBr", "PuRd", "BuGn", "RdPu")
+
+
+def group_style(groups: list[str], parent: dict | None = None) -> tuple[list[int], list[tuple]]:
+    """Display order and an RGBA colour for each group.
+
+    With ``parent`` (group -> superpopulation, when the labels have such a level): groups ordered by
+    superpopulation, then name; each superpopulation one hue family, its populations distinguishable
+    shades of it. Without: the label order, tab10 / tab20, or evenly spaced hues past 20 groups.
+    """
+    import colorsys
+
+    import matplotlib
+
+    n = len(groups)
+    if parent and all(g in parent for g in groups):
+        supers = sorted({parent[g] for g in groups})
+        order = sorted(range(n), key=lambda k: (supers.index(parent[groups[k]]), groups[k]))
+        colours: list = [None] * n
+        for si, sp in enumerate(supers):
+            members = [k for k in order if parent[groups[k]] == sp]
+            cmap = matplotlib.colormaps[FAMILIES[si % len(FAMILIES)]]
+            shades = np.linspace(0.95, 0.4, len(members)) if len(members) > 1 else [0.7]
+            for k, t in zip(members, shades):
+                colours[k] = tuple(float(c) for c in cmap(float(t)))
+        return order, colours
+    if n <= 20:
+        cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+        return list(range(n)), [tuple(float(c) for c in cmap(k)) for k in range(n)]
+    return list(range(n)), [(*colorsys.hls_to_rgb(k / n, 0.35 + 0.25 * (k % 2), 0.75), 1.0) for k in range(n)]
+
+
+def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title: str,
+             style: tuple | None = None, parent: dict | None = None) -> None:
     plt = _plt()
     a = a.copy()
     np.fill_diagonal(a, np.nan)
-    order = np.argsort(lab, kind="stable")
-    lab = lab[order]
+    order_g, colours = style or group_style(names)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order_g] = np.arange(len(names))
+    order = np.argsort(rank[lab], kind="stable")  # people grouped, groups in display order
+    r = rank[lab[order]]
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(a[np.ix_(order, order)], cmap="viridis", interpolation="nearest")
-    for b in np.flatnonzero(np.diff(lab)) + 0.5:
-        ax.axhline(b, color="white", lw=1)
-        ax.axvline(b, color="white", lw=1)
-    present = [k for k in range(len(names)) if (lab == k).any()]
+    for b in np.flatnonzero(np.diff(r)) + 0.5:
+        sup = parent and parent.get(names[order_g[r[int(b - 0.5)]]]) != parent.get(names[order_g[r[int(b + 0.5)]]])
+        ax.axhline(b, color="white", lw=2.0 if sup else 0.6)
+        ax.axvline(b, color="white", lw=2.0 if sup else 0.6)
+    present = [k for k in order_g if (lab == k).any()]
     if len(present) <= 30:
-        centers = [np.mean(np.flatnonzero(lab == k)) for k in present]
+        centers = [np.mean(np.flatnonzero(rank[lab[order]] == rank[k])) for k in present]
         ax.set_xticks(centers, [names[k] for k in present], rotation=90, fontsize=7)
         ax.set_yticks(centers, [names[k] for k in present], fontsize=7)
+        for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+            for t, k in zip(ticks, present):
+                t.set_color(colours[k])
     ax.set_title(title)
     ax.set_xlabel("attended person")
     ax.set_ylabel("attending person")
@@ -98,16 +139,22 @@ def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title
     plt.close(fig)
 
 
-def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what: str) -> None:
-    plt = _plt()
+def _pca2(emb: np.ndarray) -> np.ndarray:
     x = emb - emb.mean(0)
     u, sv, _ = np.linalg.svd(x, full_matrices=False)
-    xy = u[:, :2] * sv[:2]
+    return u[:, :2] * sv[:2]
+
+
+def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what: str,
+             style: tuple | None = None) -> None:
+    plt = _plt()
+    xy = _pca2(emb)
+    order, colours = style or group_style(names)
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    for k, g in enumerate(names):
+    for k in order:
         sel = y == k
         if sel.any():
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, label=f"{g} ({sel.sum()})")
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=colours[k], label=f"{names[k]} ({sel.sum()})")
     ax.set_xlabel(f"PC1 of {what}")
     ax.set_ylabel("PC2")
     ax.legend(fontsize=6, ncol=2 if len(names) > 10 else 1)
@@ -116,17 +163,51 @@ def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what:
     plt.close(fig)
 
 
+def embedding_html(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], ids: list[str],
+                   labels: dict[str, list[str]], style: tuple, parent: dict | None = None) -> None:
+    """An interactive scatter of the embedding (its first two PCs, as the PNG) that works offline: plotly's
+    JavaScript inlined, one legend entry per group (click to hide, double-click to isolate), grouped under
+    the superpopulation, each point's ID and labels on hover. IDs and labels are HTML-escaped."""
+    import html
+
+    import plotly.graph_objects as go
+
+    xy = _pca2(emb)
+    order, colours = style
+    fig = go.Figure()
+    for k in order:
+        sel = np.flatnonzero(y == k)
+        if not len(sel):
+            continue
+        text = ["<br>".join([f"ID {html.escape(ids[i])}"] + [f"{html.escape(c)}: {html.escape(v[i])}"
+                                                            for c, v in labels.items()]) for i in sel]
+        r, g, b, a = colours[k]
+        sup = html.escape(parent[names[k]]) if parent else None
+        fig.add_trace(go.Scatter(
+            x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=f"{html.escape(names[k])} ({len(sel)})",
+            hovertext=text, hoverinfo="text", legendgroup=sup, legendgrouptitle_text=sup,
+            marker=dict(size=6, color=f"rgba({int(255 * r)},{int(255 * g)},{int(255 * b)},{a:.2f})")))
+    fig.update_layout(title="the model's embedding (first two PCs); hover for IDs, click the legend to toggle",
+                      xaxis_title="PC1", yaxis_title="PC2", template="simple_white", width=950, height=700)
+    write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+
+
 def plots(out: Path, details: dict, primary: str) -> None:
     """Per level: attention heat map of the headline, connectivity by layer beside the peers, embeddings."""
     plt = _plt()
     for level, d in details.items():
         sfx = "" if level == primary else f"_{level}"
         m, groups, pick = d["model"], d["groups"], d["pick"]
+        parent = d.get("parent")
+        style = group_style(groups, parent)
         scheme, layer, head = m.index[pick]
         seq = d["seqs"][0]
         _heatmap(out / f"attention_heatmap{sfx}.png", d["stacks"][0][pick].numpy(), d["labels"][seq], groups,
-                 f"attention, layer {layer} head {head} ({scheme}); self masked")
-        _scatter(out / f"embeddings_pca{sfx}.png", d["embedding"], d["y"], groups, "the model's embeddings")
+                 f"attention, layer {layer} head {head} ({scheme}); self masked", style, parent)
+        _scatter(out / f"embeddings_pca{sfx}.png", d["embedding"], d["y"], groups, "the model's embeddings", style)
+        if d.get("ids") is not None:
+            embedding_html(out / f"embedding{sfx}.html", d["embedding"], d["y"], groups, d["ids"],
+                           d["label_table"], style, parent)
 
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.5), gridspec_kw={"width_ratios": [3, 2]})
         layers = sorted({t[1] for t in m.index})
@@ -270,7 +351,7 @@ def log_wandb(run_dir: Path, out: Path, summary: dict, flat: dict | None = None)
             items["analysis/connectivity"] = wandb.Table(columns=rows[0], data=rows[1:])
         for png in sorted(out.glob("*.png")):
             items[f"analysis/{png.stem}"] = wandb.Image(str(png))
-        for page in sorted(out.glob("bertviz_*.html")):
+        for page in sorted(out.glob("bertviz_*.html")) + sorted(out.glob("embedding*.html")):
             items[f"analysis/{page.stem}"] = wandb.Html(page.read_text(encoding="utf-8"), inject=False)
         run.log(items)
     finally:

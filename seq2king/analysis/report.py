@@ -134,6 +134,8 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         lab = np.asarray(cohort.levels[col])
         log.info("label level %s: %d groups", col, len(set(lab)))
         levels[col], details[col] = _level(ctx, lab, seqs, val_people, val_seqs, shared, embeddings, s, seed_offset=i)
+        details[col].update(parent=parent_level(cohort.levels, col), ids=[str(cohort.ids[p]) for p in ctx.people],
+                            label_table={c: [str(v[p]) for p in ctx.people] for c, v in cohort.levels.items()})
     primary = wanted[0]
     summary["label_column"] = primary
     summary.update({k: v for k, v in levels[primary].items()})
@@ -186,6 +188,24 @@ def _extras(summary: dict, out, make, run, wandb_log: bool) -> dict:
     summary["extras"] = status
     outputs.write_json(out / "summary.json", summary)
     return summary
+
+
+def parent_level(levels: dict[str, list], col: str) -> dict | None:
+    """``{group: parent group}`` from the label column with fewer groups in which each group of ``col`` lies
+    whole (population -> superpopulation), or None: what the pictures group and colour by."""
+    best = None
+    for other, values in levels.items():
+        if other == col:
+            continue
+        pairs = {}
+        for g, p in zip(levels[col], values):
+            if pairs.setdefault(g, p) != p:
+                break
+        else:
+            n = len(set(pairs.values()))
+            if 1 < n < len(pairs) and (best is None or n > len(set(best.values()))):
+                best = pairs
+    return {str(k): str(v) for k, v in best.items()} if best else None
 
 
 def _entropies(ex) -> np.ndarray:
