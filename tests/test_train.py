@@ -348,6 +348,35 @@ def test_every_experiment_runs_two_steps_under_every_logger(tmp_path, cache_dir,
     assert (tmp_path / "csv").exists() == (logger in ("csv", "default"))
 
 
+# the shipped data presets, shrunk: few people, a short contig, few loci and markers
+PRESET_TINY = {
+    "plink": [f"data.bfile={FIXTURE}"], "pgen": [f"data.pfile={FIXTURE}"], "vcf": [f"data.vcf={FIXTURE}.vcf.gz"],
+    "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"],
+    "ancestry_panel": ["data.simulation.aims=40", "data.simulation.aims_spacing=0"],
+    "within_continent": ["data.simulation.loci=300"],
+    "ancestry_panel_26": ["data.simulation.loci=300", "data.simulation.aims=40"],
+}
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+@pytest.mark.parametrize("preset", [("data", d) for d in options("data")]
+                         + [("hparams_search", h) for h in options("hparams_search")])
+def test_every_data_preset_and_search_runs_two_steps_under_every_logger(tmp_path, cache_dir, preset, logger):
+    """Each shipped data= preset (shrunk) and hparams_search= preset, two real steps under each logger."""
+    from seq2king.training import train
+
+    group, opt = preset
+    if opt in AUDIT_ONLY:
+        cfg = audit_cfg(tmp_path, cache_dir, f"logger={logger}", *TWO_STEPS)
+    else:
+        extra = PRESET_TINY.get(opt, []) + (["model.panel_size=12", "data.max_len=16"] if opt in ("plink", "pgen", "vcf", "king") else [])
+        cfg = make_cfg(tmp_path, cache_dir, f"{group}={opt}", f"logger={logger}", *extra, *TWO_STEPS)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    runs = list((tmp_path / "wandb").glob("offline-run-*")) if (tmp_path / "wandb").exists() else []
+    assert (len(runs) == 1) == (logger in ("wandb", "default")), runs
+
+
 def test_compiled_checkpoint_stores_one_copy_and_loads_uncompiled(tmp_path):
     from seq2king.model.module import Seq2KingModule
 
