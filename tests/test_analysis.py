@@ -286,9 +286,9 @@ def test_analyze_writes_the_contract(trained_run):
     assert {("model", "intra_share"), ("softmax_king", "intra_share"), ("genotype_pca20", "knn5_accuracy"),
             ("model", "knn5_accuracy")} <= methods
     assert list(s["levels"]) == ["superpopulation"] and s["levels"]["superpopulation"]["headline"] == s["headline"]
-    assert s["extras"] == {"plots": "ok", "bertviz": "ok", "wandb": "ok"}
-    for name in ("attention_heatmap.png", "connectivity_by_layer.png", "embeddings_pca.png",
-                 "bertviz_head_view.html", "bertviz_model_view.html"):
+    assert s["extras"] == {"plots": "ok", "umap": "ok", "bertviz": "ok", "wandb": "ok"}
+    for name in ("attention_heatmap.png", "connectivity_by_layer.png", "embeddings_pca.png", "embeddings_umap.png",
+                 "embedding.html", "bertviz_head_view.html", "bertviz_model_view.html"):
         assert (out / name).stat().st_size > 1000, name
     assert "intra share" in res.stdout and "softmax-KING by" in res.stdout and "strongest embedding peer" in res.stdout
     # a parameter-free baseline for every input the model sees, each at the headline's entropy
@@ -310,6 +310,7 @@ def test_analyze_writes_the_contract(trained_run):
 
 def test_inversion_sweep_keeps_each_setting(trained_run):
     res = analyze_cli("-m", f"run_dir={trained_run}", "analysis.inversion=none,negate", "analysis.permutations=50",
+                      "analysis.umap=false",
                       "wandb=false", "hydra.sweep.dir=" + str(trained_run / "hs"))
     assert res.returncode == 0, res.stderr[-3000:]
     for inv in ("none", "negate"):
@@ -320,8 +321,8 @@ def test_inversion_sweep_keeps_each_setting(trained_run):
 def test_analysis_is_deterministic(trained_run, tmp_path):
     from seq2king.analysis.report import AnalysisSettings, analyze
 
-    a = analyze(str(trained_run), settings=AnalysisSettings(permutations=100, seed=3), wandb_log=False)
-    b = analyze(str(trained_run), settings=AnalysisSettings(permutations=100, seed=3), wandb_log=False)
+    a = analyze(str(trained_run), settings=AnalysisSettings(permutations=100, seed=3, umap=False), wandb_log=False)
+    b = analyze(str(trained_run), settings=AnalysisSettings(permutations=100, seed=3, umap=False), wandb_log=False)
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
@@ -339,7 +340,7 @@ def test_bertviz_renders_offline_in_headless_chromium(trained_run, tmp_path):
     if not page.exists():
         from seq2king.analysis.report import AnalysisSettings, analyze
 
-        analyze(str(trained_run), settings=AnalysisSettings(permutations=50), wandb_log=False)
+        analyze(str(trained_run), settings=AnalysisSettings(permutations=50, umap=False), wandb_log=False)
     html = page.read_text()
     import re
 
@@ -391,7 +392,7 @@ def test_unlabelled_cohort_still_analyses(tmp_path):
     cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data=king", f"data.path={king}", "trainer.max_epochs=1",
                    "logger=csv", "model.panel_size=12", "data.max_len=16")
     train(cfg)
-    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10), wandb_log=False)
+    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10, umap=False), wandb_log=False)
     assert s["groups"] is None and "no labels" in s["connectivity"]
     assert sum(s["clusters"]["sizes"]) == s["n_individuals"]
     out = tmp_path / "run" / "analysis"
@@ -468,7 +469,7 @@ def test_king_matrix_alone_has_only_the_baselines_it_allows(tmp_path):
     cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data=king", f"data.path={king}", f"data.labels={labels}",
                    "trainer.max_epochs=1", "logger=csv", "model.panel_size=12", "data.max_len=16")
     train(cfg)
-    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10, bootstrap=20), wandb_log=False)
+    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=10, bootstrap=20, umap=False), wandb_log=False)
     assert {"softmax_king", "softmax_inputs"} <= set(s["baselines"])
     assert not {"softmax_pcs", "softmax_grm"} & set(s["baselines"])
     assert "softmax_pcs, softmax_grm not computed" in s["baselines_note"] and "KING matrix alone" in s["baselines_note"]
@@ -483,7 +484,7 @@ def test_a_failing_extra_leaves_the_figures(trained_run, monkeypatch):
         raise RuntimeError("no display")
 
     monkeypatch.setattr(outputs, "plots", broken)
-    s = analyze(str(trained_run), settings=AnalysisSettings(permutations=20, bootstrap=50), wandb_log=False)
+    s = analyze(str(trained_run), settings=AnalysisSettings(permutations=20, bootstrap=50, umap=False), wandb_log=False)
     assert s["extras"]["plots"].startswith("failed: RuntimeError: no display") and s["extras"]["bertviz"] == "ok"
     saved = json.loads((trained_run / "analysis" / "summary.json").read_text())
     assert saved["headline"] == s["headline"] and saved["extras"] == s["extras"]
@@ -496,7 +497,7 @@ def test_a_changed_split_is_refused(trained_run, tmp_path):
     cfg = (run / ".hydra" / "config.yaml").read_text()
     assert "split_seed: 0" in cfg
     (run / ".hydra" / "config.yaml").write_text(cfg.replace("split_seed: 0", "split_seed: 1"))
-    res = analyze_cli(f"run_dir={run}", "wandb=false", "hydra.run.dir=" + str(tmp_path / "h"))
+    res = analyze_cli(f"run_dir={run}", "wandb=false", "analysis.umap=false", "hydra.run.dir=" + str(tmp_path / "h"))
     assert res.returncode == 2
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and str(run) in err[0] and "split" in err[0] and "changed since training" in err[0], err
@@ -531,7 +532,7 @@ def test_every_label_level_in_one_run(tmp_path):
     cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data.simulation.model=FiveContinentsSubpopulations",
                    "data.simulation.samples=240", "trainer.max_epochs=2", "logger=csv")
     train(cfg)
-    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=50, bootstrap=100, split="val"),
+    s = analyze(str(tmp_path / "run"), settings=AnalysisSettings(permutations=50, bootstrap=100, split="val", umap=False),
                 wandb_log=False)
     assert list(s["levels"]) == ["superpopulation", "population"]
     pop, sup = s["levels"]["population"], s["levels"]["superpopulation"]

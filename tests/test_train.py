@@ -453,7 +453,7 @@ def test_structure_metrics_equal_the_analysis_on_validation_people(tmp_path, cac
     logged = pd.read_csv(next((tmp_path / "run" / "csv").rglob("metrics.csv")))
     last = logged.dropna(subset=["val/lift"]).iloc[-1]
     res = subprocess.run([sys.executable, str(ROOT / "analyze.py"), f"run_dir={tmp_path}/run", "split=val",
-                          "analysis.inversion=none", "analysis.permutations=20", "analysis.bootstrap=20",
+                          "analysis.inversion=none", "analysis.permutations=20", "analysis.bootstrap=20", "analysis.umap=false",
                           f"hydra.run.dir={tmp_path}/alog"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     s = json.loads((tmp_path / "run" / "analysis_none" / "summary.json").read_text())

@@ -163,6 +163,33 @@ def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what:
     plt.close(fig)
 
 
+def umap_plots(out: Path, details: dict, primary: str, inputs: dict[str, np.ndarray], seed: int = 0) -> None:
+    """``embeddings_umap[_LEVEL].png``: UMAP (umap-learn, seeded) of the model's embedding beside UMAP of the
+    genotype PCs, coloured as the other pictures; the layout is computed once and coloured per level."""
+    import umap
+
+    plt = _plt()
+    xy = {name: umap.UMAP(n_neighbors=15, min_dist=0.3, random_state=seed).fit_transform(np.asarray(x, float))
+          for name, x in inputs.items()}
+    for level, d in details.items():
+        sfx = "" if level == primary else f"_{level}"
+        groups, y = d["groups"], d["y"]
+        order, colours = group_style(groups, d.get("parent"))
+        fig, axes = plt.subplots(1, len(xy), figsize=(6 * len(xy) + 2, 5.2), squeeze=False)
+        for ax, (name, pts) in zip(axes[0], xy.items()):
+            for k in order:
+                sel = y == k
+                if sel.any():
+                    ax.scatter(pts[sel, 0], pts[sel, 1], s=8, color=colours[k], label=f"{groups[k]} ({sel.sum()})")
+            ax.set_title(f"UMAP of {name}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][-1].legend(fontsize=6, ncol=2 if len(groups) > 10 else 1, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        _save(fig, out / f"embeddings_umap{sfx}.png")
+        plt.close(fig)
+
+
 def embedding_html(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], ids: list[str],
                    labels: dict[str, list[str]], style: tuple, parent: dict | None = None) -> None:
     """An interactive scatter of the embedding (its first two PCs, as the PNG) that works offline: plotly's

@@ -64,6 +64,7 @@ class AnalysisSettings:
     levels: tuple | None = None  # label columns to analyse; None: every categorical column
     bertviz_people: int = 24
     n_clusters: int = 4  # k-means k when there are no labels
+    umap: bool = True  # embeddings_umap*.png: UMAP of the embedding beside UMAP of genotype PCs (umap-learn)
     seed: int = 0
     device: str = "cpu"
 
@@ -136,6 +137,11 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         levels[col], details[col] = _level(ctx, lab, seqs, val_people, val_seqs, shared, embeddings, s, seed_offset=i)
         details[col].update(parent=parent_level(cohort.levels, col), ids=[str(cohort.ids[p]) for p in ctx.people],
                             label_table={c: [str(v[p]) for p in ctx.people] for c, v in cohort.levels.items()})
+    pcs = [n for n in embeddings if n.startswith("genotype_pca") and not n.endswith("_white")]
+    umap_inputs = {"the model's embedding": embeddings["model"]}
+    if pcs:  # the most PCs the analysis fitted (the model's K, else 20)
+        best = max(pcs, key=lambda n: int(n[len("genotype_pca"):]))
+        umap_inputs[f"{best[len('genotype_pca'):]} genotype PCs"] = embeddings[best]
     primary = wanted[0]
     summary["label_column"] = primary
     summary.update({k: v for k, v in levels[primary].items()})
@@ -146,7 +152,10 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     outputs.write_json(out / "summary.json", summary)
 
     def extras():
-        return {"plots": lambda: outputs.plots(out, details, primary),
+        jobs = {"plots": lambda: outputs.plots(out, details, primary)}
+        if s.umap:
+            jobs["umap"] = lambda: outputs.umap_plots(out, details, primary, umap_inputs, s.seed)
+        return {**jobs,
                 "bertviz": lambda: outputs.bertviz(out, net, dm, people, details[primary], s)}
     return _extras(summary, out, extras, run, wandb_log)
 
