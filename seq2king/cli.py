@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from seq2king.errors import InputError
 
@@ -90,6 +92,14 @@ def _add_king(sub):
     p.add_argument("--parallel", nargs=2, type=int, metavar=("K", "N"), default=None,
                    help="compute part K of N (plink2's split of the triangle into parts of equal pair counts): "
                    "OUT.king.bin.K / OUT.kin0.K; the N parts concatenated in order are the one-run file")
+    p.add_argument("--submit", type=int, default=None, metavar="N",
+                   help="run the N parts of --parallel as a job array through submitit (SLURM when sbatch is "
+                   "on PATH, else local processes), then join them into the one-run files")
+    p.add_argument("--submit-cluster", default=None, choices=["slurm", "local", "debug"],
+                   help="--submit: submitit's executor (default: SLURM if available, else local)")
+    p.add_argument("--slurm-partition", default=None, help="--submit on SLURM: the partition")
+    p.add_argument("--slurm-time", type=int, default=240, help="--submit: minutes per part (default: %(default)s)")
+    p.add_argument("--cpus-per-task", type=int, default=None, help="--submit: cores per part (default: all on one node)")
     p.add_argument("--keep", metavar="FILE", help="only the people listed in FILE (plink2 --keep: IID, or FID IID)")
     p.add_argument("--remove", metavar="FILE", help="leave out the people listed in FILE (plink2 --remove)")
     p.add_argument("--table-proportions", action="store_true",
@@ -101,10 +111,66 @@ def _add_king(sub):
     p.set_defaults(func=_run_king)
 
 
+def _king_part(argv: list[str]) -> int:
+    """One ``--parallel K N`` part in a submitit job (a module-level function, so it pickles)."""
+    rc = _main(argv)
+    if rc:
+        raise RuntimeError(f"seq2king {' '.join(argv)} exited {rc}")
+    return rc
+
+
+def _submit_king(args, argv: list[str]) -> int:
+    """``--submit N``: the N parts of ``--parallel`` as one submitit job array, then ``cat`` into one file each."""
+    import submitit
+
+    from seq2king.fileio import atomic_files
+
+    n = args.submit
+    if n < 1:
+        raise InputError(f"--submit {n}: need at least 1 part")
+    if args.parallel is not None or args.king_cutoff is not None or args.shape != "triangle":
+        raise InputError("--submit splits the triangle itself: leave out --parallel, --king-cutoff and --shape")
+    folder = Path(f"{args.out}.submitit")
+    ex = submitit.AutoExecutor(folder=folder, cluster=args.submit_cluster)
+    params = {"timeout_min": args.slurm_time, "name": "seq2king-king"}
+    if args.cpus_per_task:
+        params["cpus_per_task"] = args.cpus_per_task
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    ex.update_parameters(**params)
+    parts = [[*argv, "--parallel", str(k), str(n)] for k in range(1, n + 1)]
+    jobs = ex.map_array(_king_part, parts)
+    print(f"submitted {n} parts ({ex.cluster}): {', '.join(j.job_id for j in jobs)}; logs in {folder}", flush=True)
+    for k, job in enumerate(jobs, 1):
+        try:
+            job.result()
+        except Exception as e:
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise InputError(f"--submit: part {k} of {n} failed ({last}); its log is in {folder}") from None
+    suffixes = []
+    if args.table or args.table_only or args.degree or args.king_table_filter is not None:
+        suffixes.append(".kin0")
+    if not args.table_only:
+        suffixes.append(".king" if args.encoding == "text" else ".king.bin")
+    for sfx in suffixes:
+        pieces = [Path(f"{args.out}{sfx}.{k}") for k in range(1, n + 1)]
+        with atomic_files(f"{args.out}{sfx}") as (tmp,):
+            with open(tmp, "wb") as out:
+                for piece in pieces:
+                    with open(piece, "rb") as fh:
+                        shutil.copyfileobj(fh, out, 1 << 24)
+        for piece in pieces:
+            piece.unlink()
+    print("wrote " + " ".join(f"{args.out}{sfx}" for sfx in suffixes), flush=True)
+    return 0
+
+
 def _run_king(args) -> int:
     from seq2king.genetics.genotypes import open_genotypes, select_samples
     from seq2king.genetics.kingio import PO_IBS0
 
+    if args.submit is not None:
+        return _submit_king(args, args.argv)
     t0 = time.perf_counter()
     if args.king_table_filter is not None and not args.king_table_filter == args.king_table_filter:
         raise InputError("--king-table-filter nan: give a number")
@@ -297,7 +363,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    # the command line less --submit and its own options: what each submitted part runs
+    drop = {"--submit": 1, "--submit-cluster": 1, "--slurm-partition": 1, "--slurm-time": 1, "--cpus-per-task": 1}
+    args.argv, skip = [], 0
+    for a in argv:
+        if skip:
+            skip -= 1
+        elif a.split("=", 1)[0] in drop:
+            skip = 0 if "=" in a else drop[a]
+        else:
+            args.argv.append(a)
     try:
         return args.func(args)
     except InputError as e:

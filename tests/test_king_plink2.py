@@ -215,3 +215,17 @@ def test_parallel_rows_split_pairs_evenly():
     pairs = [(r1 * (r1 - 1) - r0 * (r0 - 1)) // 2 for r0, r1 in bounds]
     assert sum(pairs) == n * (n - 1) // 2
     assert max(pairs) - min(pairs) < 2 * n  # equal up to one row's pairs
+
+
+def test_submit_runs_the_parts_through_submitit_and_joins_them(tmp_path):
+    """--submit 3: plink2's three parts as submitit jobs (local processes here, a SLURM array on a cluster),
+    joined into the one-run files byte for byte; the parts are gone."""
+    res = run_cli("king", "--bfile", FIXTURE, "--table", "--submit", 3, "--submit-cluster", "local",
+                  "--out", tmp_path / "k")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "k.king.bin").read_bytes() == (GOLDEN / "king_fixture.king.bin").read_bytes()
+    assert (tmp_path / "k.kin0").read_bytes() == (GOLDEN / "king_fixture.kin0").read_bytes()
+    assert not list(tmp_path.glob("k.king.bin.*")) and not list(tmp_path.glob("k.kin0.*"))
+    assert "submitted 3 parts (local)" in res.stdout
+    res = run_cli("king", "--bfile", FIXTURE, "--submit", 2, "--parallel", 1, 2, "--out", tmp_path / "x")
+    assert res.returncode == 2 and res.stderr.strip().startswith("seq2king: error: --submit")
