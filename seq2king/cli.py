@@ -111,6 +111,11 @@ def _add_king(sub):
     p.set_defaults(func=_run_king)
 
 
+def _wants_table(args) -> bool:
+    """A .kin0 is written: asked for, or implied by --table-only, --degree or --king-table-filter."""
+    return bool(args.table or args.table_only or args.degree or args.king_table_filter is not None)
+
+
 def _king_part(argv: list[str]) -> int:
     """One ``--parallel K N`` part in a submitit job (a module-level function, so it pickles)."""
     rc = _main(argv)
@@ -148,7 +153,7 @@ def _submit_king(args, argv: list[str]) -> int:
             last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise InputError(f"--submit: part {k} of {n} failed ({last}); its log is in {folder}") from None
     suffixes = []
-    if args.table or args.table_only or args.degree or args.king_table_filter is not None:
+    if _wants_table(args):
         suffixes.append(".kin0")
     if not args.table_only:
         suffixes.append(".king" if args.encoding == "text" else ".king.bin")
@@ -176,7 +181,7 @@ def _run_king(args) -> int:
         raise InputError("--king-table-filter nan: give a number")
     if args.po_ibs0 is not None and not 0 <= args.po_ibs0 <= 1:
         raise InputError(f"--po-ibs0 {args.po_ibs0}: must be a share between 0 and 1")
-    table = args.table or args.table_only or args.degree or args.king_table_filter is not None
+    table = _wants_table(args)
     if args.king_cutoff is not None:
         if not 0 <= args.king_cutoff < 0.5:
             raise InputError(f"--king-cutoff {args.king_cutoff}: must be in [0, 0.5), as plink2 requires")

@@ -217,9 +217,12 @@ FAILED_FILE = "FAILED"
 
 
 def _last_line(e: BaseException) -> str:
+    """A bad input's own message, else the exception's type and last line."""
     bad = _input_error(e)
-    text = str(bad if bad is not None else e).strip().splitlines()
-    return f"{type(e).__name__}: {text[-1]}" if bad is None and text else (text[-1] if text else type(e).__name__)
+    lines = str(bad if bad is not None else e).strip().splitlines() or [""]
+    if bad is not None:
+        return lines[-1]
+    return f"{type(e).__name__}: {lines[-1]}" if lines[-1] else type(e).__name__
 
 
 def _record_failure(cfg: DictConfig, e: BaseException) -> None:
@@ -266,9 +269,11 @@ def _analyze(cfg: DictConfig) -> None:
     from seq2king.analyze_cli import analyze_or_compare
 
     conf = Path(__file__).resolve().parents[1] / "conf"
-    acfg = OmegaConf.create({"run_dir": str(cfg.paths.output_dir), "ckpt_path": None, "compare": None,
-                             "split": "test", "seed": 0, "top_k": None, "rank_by": None, "wandb": True,
-                             "analysis": OmegaConf.load(conf / "analysis" / "default.yaml")})
+    acfg = OmegaConf.load(conf / "analyze.yaml")  # analyze.py's own defaults, less Hydra's part
+    for key in ("defaults", "hydra"):
+        acfg.pop(key, None)
+    acfg.analysis = OmegaConf.load(conf / "analysis" / "default.yaml")
+    acfg.run_dir = str(cfg.paths.output_dir)
     log.info("analyze=true: analysing %s", cfg.paths.output_dir)
     analyze_or_compare(acfg)
 

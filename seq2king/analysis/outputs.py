@@ -124,7 +124,7 @@ def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title
         ax.axvline(b, color="white", lw=2.0 if sup else 0.6)
     present = [k for k in order_g if (lab == k).any()]
     if len(present) <= 30:
-        centers = [np.mean(np.flatnonzero(rank[lab[order]] == rank[k])) for k in present]
+        centers = [np.mean(np.flatnonzero(r == rank[k])) for k in present]
         ax.set_xticks(centers, [names[k] for k in present], rotation=90, fontsize=7)
         ax.set_yticks(centers, [names[k] for k in present], fontsize=7)
         for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):

@@ -131,12 +131,13 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         raise InputError(f"analysis.levels={wanted}: no categorical label column {unknown[0]!r} "
                          f"(the labels file has {', '.join(names)})")
     levels, details = {}, {}
+    ids = [str(cohort.ids[p]) for p in ctx.people]  # for the interactive page: the same for every level
+    label_table = {c: [str(v[p]) for p in ctx.people] for c, v in cohort.levels.items()}
     for i, col in enumerate(wanted):
         lab = np.asarray(cohort.levels[col])
         log.info("label level %s: %d groups", col, len(set(lab)))
         levels[col], details[col] = _level(ctx, lab, seqs, val_people, val_seqs, shared, embeddings, s, seed_offset=i)
-        details[col].update(parent=parent_level(cohort.levels, col), ids=[str(cohort.ids[p]) for p in ctx.people],
-                            label_table={c: [str(v[p]) for p in ctx.people] for c, v in cohort.levels.items()})
+        details[col].update(parent=parent_level(cohort.levels, col), ids=ids, label_table=label_table)
     pcs = [n for n in embeddings if n.startswith("genotype_pca") and not n.endswith("_white")]
     umap_inputs = {"the model's embedding": embeddings["model"]}
     if pcs:  # the most PCs the analysis fitted (the model's K, else 20)

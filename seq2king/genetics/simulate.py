@@ -130,21 +130,22 @@ def _simulate_chunk(args):
     )
     ts = msprime.sim_mutations(ts, rate=spec.mutation_rate, random_seed=seeds[1])
     n = ts.num_individuals
-    keep, counts = [], []
+    keep, counts, pos, anc, der = [], [], [], [], []
     for tree in ts.trees():
         for site in tree.sites():
             if len(site.mutations) == 1:  # biallelic: exactly one mutation
-                c = tree.num_samples(site.mutations[0].node)
+                mut = site.mutations[0]
+                c = tree.num_samples(mut.node)
                 f = c / (2 * n)
                 if min(f, 1 - f) >= maf:
                     keep.append(site.id)
                     counts.append(c)
+                    pos.append(int(site.position) + 1)  # 1-based
+                    anc.append(site.ancestral_state)
+                    der.append(mut.derived_state)
     keep = np.asarray(keep, dtype=np.int64)
     freq = np.asarray(counts, dtype=np.float64) / (2 * n)
-    sites = ts.tables.sites
-    pos = sites.position[keep].astype(np.int64) + 1  # 1-based
-    anc = [sites[i].ancestral_state for i in keep]
-    der = [ts.site(int(i)).mutations[0].derived_state for i in keep]
+    pos = np.asarray(pos, dtype=np.int64)
     fst = np.zeros(len(keep)) if groups is not None else None
     window, rows = 1024, []
     with create_bed(part, iid_count=n, sid_count=len(keep)) as bed:

@@ -55,10 +55,10 @@ class Seq2KingModule(pl.LightningModule):
     @staticmethod
     def _input_line(cfg: Seq2KingConfig, lines: dict) -> dict | None:
         """Set ``cfg``'s input-bias columns, scale and slope from the data's fitted lines; the line used."""
-        if cfg.input_bias in (False, None, "none"):
+        want = cfg.bias_block()
+        if want is None:
             cfg.input_bias = False
             return None
-        want = "inputs" if cfg.input_bias is True else str(cfg.input_bias)
         line = lines.get(want) if cfg.tokenizer == "kinship" else None
         if line is None:
             # index tokens, or no such features (pcs from a KING matrix alone, data.genotype_pcs=0): no bias

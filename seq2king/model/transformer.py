@@ -88,6 +88,12 @@ class Seq2KingConfig:
     bias_readout: bool = True  # input_bias: also in the readout layer (false: only the layers below it)
     bias_scale: float = 1.0  # input_bias: the starting gamma of the layers below the readout, times this
 
+    def bias_block(self) -> str | None:
+        """The token features ``input_bias`` reads: ``"inputs"`` (``true`` means this), ``"pcs"``, or None."""
+        if self.input_bias in (False, None, "none"):
+            return None
+        return "inputs" if self.input_bias is True else str(self.input_bias)
+
     def temperatures(self) -> list[float] | None:
         """The attention head's output scale of each head; None when it is learned."""
         t, h = float(self.readout_temperature), self.heads
@@ -367,7 +373,7 @@ class Seq2King(nn.Module):
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_depth))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.bias_log_gamma = None
-        if cfg.input_bias and cfg.input_bias != "none" and cfg.tokenizer == "kinship":
+        if cfg.bias_block() and cfg.tokenizer == "kinship":
             # every self-attention layer (the last encoder layer is the readout): log gamma per head,
             # starting at slope / T_h, so that the readout's prediction starts at KING's least-squares
             # line on the inputs' distance, and earlier layers pool each person with their input neighbours
