@@ -57,7 +57,7 @@ def analyze_or_compare(cfg: DictConfig) -> dict | None:
                                 permutations=a.permutations, bootstrap=a.bootstrap, inversion=a.inversion,
                                 levels=tuple(levels) if levels else None,
                                 bertviz_people=a.bertviz_people, n_clusters=a.n_clusters, umap=a.get("umap", True),
-                                seed=cfg.seed, device=a.device)
+                                max_people=a.get("max_people"), seed=cfg.seed, device=a.device)
     summary = analyze(cfg.get("run_dir"), cfg.get("ckpt_path"), settings, wandb_log=cfg.get("wandb", True))
     print(headline_line(summary), flush=True)
     print(f"analysis in {summary['analysis_dir']}", flush=True)

@@ -63,8 +63,8 @@ def untrained_attention(ctx: Context, seqs: list[np.ndarray]) -> Extracted:
 
 
 def king_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray:
-    """KING between the people of ``seq``."""
-    return ctx.cohort.king[np.ix_(seq, seq)]
+    """KING between the people of ``seq`` (from the full matrix or the genotype store: the same values)."""
+    return ctx.datamodule.king_between(np.asarray(seq))
 
 
 def _feature_similarity(ctx: Context, seq: np.ndarray, block: str | None) -> np.ndarray | None:
@@ -142,7 +142,7 @@ MATRIX_METHODS = {"model": model_attention, "untrained": untrained_attention, "s
 
 def king_rows(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
     """Each analysed person's KING values with the other analysed people."""
-    return ctx.cohort.king[np.ix_(ctx.people, ctx.people)]
+    return ctx.datamodule.king_between(ctx.people)
 
 
 def king_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
@@ -160,7 +160,15 @@ def _genotype_fit(ctx: Context):
 
     if "genotype_pca" not in ctx.cache:
         source = ctx.cohort.open_genotypes()
-        if source is None:
+        if ctx.cohort.store is not None:  # streamed: from the genotype store, fitted on a sample
+            from seq2king.genetics.pca import store_genotype_pca
+
+            dm = ctx.datamodule
+            n = max(20, int(getattr(dm, "genotype_pcs", 0) or 0))
+            ctx.cache["genotype_pca"] = store_genotype_pca(
+                ctx.cohort.store, ctx.cohort.store_rows, ctx.fit_people, ctx.people, n_components=n,
+                fit_max=dm.pca_fit_max, seed=dm.split_seed)
+        elif source is None:
             ctx.cache["genotype_pca"] = None
         else:
             row = {iid: i for i, iid in enumerate(source.samples.iid)}

@@ -65,6 +65,7 @@ class AnalysisSettings:
     bertviz_people: int = 24
     n_clusters: int = 4  # k-means k when there are no labels
     umap: bool = True  # embeddings_umap*.png: UMAP of the embedding beside UMAP of genotype PCs (umap-learn)
+    max_people: int | None = 5000  # a larger split is analysed on a seeded sample of this many (None: all)
     seed: int = 0
     device: str = "cpu"
 
@@ -85,13 +86,18 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
     out = run.run_dir / ("analysis" if s.inversion == "all" else f"analysis_{s.inversion}")
     out.mkdir(parents=True, exist_ok=True)
     cohort = dm.cohort
-    people = np.sort(dm.splits[s.split])
+    if s.max_people is not None and s.max_people < 6:
+        raise InputError(f"analysis.max_people={s.max_people}: need at least 6 (or null for everyone)")
+    people = _capped(np.sort(dm.splits[s.split]), s, s.split)
     max_seq = longest_sequence(net, s.max_sequence)
     torch.manual_seed(s.seed)
     from seq2king.model.transformer import Seq2King
 
     ctx = Context(net, Seq2King(net.cfg).eval().to(s.device), dm, people, s.device)
     summary = _header(s, run, out, len(people))
+    if len(people) < len(dm.splits[s.split]):
+        summary["sample_note"] = (f"a seeded sample of {len(people)} of the {len(dm.splits[s.split])} {s.split} "
+                                  f"people (analysis.max_people={s.max_people})")
     seqs = make_sequences(people, max_seq, s.coverage, s.seed)
     model_ex = MATRIX_METHODS["model"](ctx, seqs)
     if cohort.levels is None:
@@ -99,7 +105,7 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         outputs.write_json(out / "summary.json", summary)
         return _extras(summary, out, lambda: outputs.unlabelled_extras(out, ctx, model_ex, s), run, wandb_log)
 
-    val_people = np.sort(dm.splits["val"])
+    val_people = people if s.split == "val" else _capped(np.sort(dm.splits["val"]), s, "val")
     val_seqs = seqs if s.split == "val" else make_sequences(val_people, max_seq, s.coverage, s.seed + 1)
     untrained_ex = MATRIX_METHODS["untrained"](ctx, seqs)
     shared = {"model": model_ex, "untrained": untrained_ex,  # the analysed people, and validation people to choose on
@@ -159,6 +165,15 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
         return {**jobs,
                 "bertviz": lambda: outputs.bertviz(out, net, dm, people, details[primary], s)}
     return _extras(summary, out, extras, run, wandb_log)
+
+
+def _capped(people: np.ndarray, s: AnalysisSettings, name: str) -> np.ndarray:
+    """``people``, or a seeded sample of ``analysis.max_people`` of them (every figure is per person or
+    per sequence, so a sample keeps the analysis linear in the cohort; said in the log)."""
+    if s.max_people is None or len(people) <= s.max_people:
+        return people
+    log.info("analysis.max_people=%d: analysing a seeded sample of the %d %s people", s.max_people, len(people), name)
+    return np.sort(np.random.default_rng([s.seed, 5]).choice(people, s.max_people, replace=False))
 
 
 def _header(s: AnalysisSettings, run, out, n: int) -> dict:

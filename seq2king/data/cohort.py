@@ -26,10 +26,12 @@ CACHE_VERSION = 2  # bump when simulate/KING outputs change meaning
 @dataclass
 class Cohort:
     ids: list[str]
-    king: np.ndarray  # (n, n) float64, symmetric, diagonal 0.5
+    king: np.ndarray | None  # (n, n) float64, symmetric, diagonal 0.5; None when KING comes from ``store``
     source: str = ""
     levels: dict[str, list[str]] | None = None  # every categorical label column, the configured one first
     genotypes: dict | None = None  # {"kind": plink|pgen|vcf, "path": ...} when the KING came from genotypes
+    store: object | None = None  # a GenotypeStore: KING on demand instead of the (n, n) matrix
+    store_rows: np.ndarray | None = None  # each person's row in ``store``
 
     @property
     def labels(self) -> list[str] | None:
@@ -82,10 +84,44 @@ def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
     return Path(str(out) + ".king.bin")
 
 
+STORES = ("auto", "memory", "stream")
+
+
+def choose_store(n: int, store: str = "auto", memory_max_people: int = 12000) -> str:
+    """``memory`` (the full KING matrix in memory: fastest for small cohorts) or ``stream`` (KING on
+    demand from a person-major genotype store: nothing ``n x n``); ``auto`` streams above
+    ``memory_max_people`` people."""
+    if store not in STORES:
+        raise InputError(f"data.store={store!r}: choose one of {', '.join(STORES)}")
+    if store != "auto":
+        return store
+    return "stream" if n > memory_max_people else "memory"
+
+
+def _streamed(cache: Path, key: str, source, labels: str | None, label_column: str, what: str) -> Cohort:
+    """A cohort whose KING comes from a genotype store built (once) in the cache, never a full matrix."""
+    from seq2king.genetics.labels import read_label_levels
+    from seq2king.genetics.store import GenotypeStore
+
+    (cache / key).mkdir(parents=True, exist_ok=True)
+    prefix = cache / key / "cohort"
+    store = GenotypeStore.open_or_build(prefix, source)
+    ids = [str(i) for i in source.samples.iid]
+    keep = np.flatnonzero(store.het > 0)
+    if len(keep) < len(ids):  # plink2 gives them -inf or nan against everyone, as the full path drops them
+        dropped = [ids[i] for i in np.flatnonzero(store.het == 0)]
+        log.warning("%s: dropping %d people with no heterozygous calls (their kinship is not finite): %s",
+                    what, len(dropped), ", ".join(dropped[:5]))
+        ids = [ids[i] for i in keep]
+    levels = read_label_levels(labels, ids, column=label_column) if labels else None
+    return Cohort(ids=ids, king=None, source=what, levels=levels, store=store, store_rows=keep)
+
+
 def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
                    seed: int = 1, maf: float = 0.01, aims: int | None = None, aims_spacing: float | None = None,
                    loci: int | None = None,
-                   label_column: str = "superpopulation", cache_dir: str | None = None) -> Cohort:
+                   label_column: str = "superpopulation", cache_dir: str | None = None,
+                   store: str = "memory") -> Cohort:
     """The embedded cohorts: simulate once, compute KING once, then read the cache.
 
     ``aims``: keep the most ancestry-informative variants only (an ancestry panel);
@@ -104,16 +140,20 @@ def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, l
     if not Path(str(prefix) + ".bed").exists():
         log.info("simulating %s: %d people, %.0f bp (cached in %s)", model, samples, length, prefix.parent)
         simulate(prefix, model=model, samples=samples, length=length, seed=seed, maf=maf, **extra)
+    what = f"simulated:{model}:{samples}:{int(length)}:{seed}" + "".join(f":{k}={v}" for k, v in extra.items())
+    if store == "stream":
+        cohort = _streamed(cache, key, BedSource(prefix), str(prefix) + ".labels.tsv", label_column, what)
+        cohort.genotypes = {"kind": "plink", "path": str(prefix)}
+        return cohort
     king_path = _king_cached(cache, key, lambda: BedSource(prefix), f"the simulated cohort {key}")
-    cohort = load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column,
-                       source=f"simulated:{model}:{samples}:{int(length)}:{seed}"
-                              + "".join(f":{k}={v}" for k, v in extra.items()))
+    cohort = load_king(king_path, labels=str(prefix) + ".labels.tsv", label_column=label_column, source=what)
     cohort.genotypes = {"kind": "plink", "path": str(prefix)}
     return cohort
 
 
 def load_genotypes(kind: str, path: str, labels: str | None = None,
-                   label_column: str = "superpopulation", cache_dir: str | None = None) -> Cohort:
+                   label_column: str = "superpopulation", cache_dir: str | None = None,
+                   store: str = "memory") -> Cohort:
     """Genotypes (``plink``/``pgen``/``vcf``): KING computed once and cached."""
     from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
 
@@ -131,6 +171,10 @@ def load_genotypes(kind: str, path: str, labels: str | None = None,
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     key = _key({"kind": kind, "files": fps})
     opener = {"plink": lambda: BedSource(p), "pgen": lambda: PgenSource(p), "vcf": lambda: VcfSource(p)}[kind]
+    if store == "stream":
+        cohort = _streamed(cache, key, opener(), labels, label_column, f"{kind}:{p}")
+        cohort.genotypes = {"kind": kind, "path": p}
+        return cohort
     king_path = _king_cached(cache, key, opener, p)
     cohort = load_king(king_path, labels=labels, label_column=label_column, source=f"{kind}:{p}")
     cohort.genotypes = {"kind": kind, "path": p}

@@ -160,8 +160,18 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  tokenizer: str = "kinship", panel_size: int = 256, scaling: str = "standard",
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
-                 genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0):
+                 genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0,
+                 store: str = "auto", memory_max_people: int = 12000, pca_fit_max: int = 10000):
         super().__init__()
+        from seq2king.data.cohort import STORES
+
+        if store not in STORES:
+            raise InputError(f"data.store={store!r}: choose one of {', '.join(STORES)}")
+        if memory_max_people < 0 or pca_fit_max < 2:
+            raise InputError(f"data.memory_max_people={memory_max_people}, data.pca_fit_max={pca_fit_max}: "
+                             "need memory_max_people >= 0 and pca_fit_max >= 2")
+        self.store, self.memory_max_people, self.pca_fit_max = store, int(memory_max_people), int(pca_fit_max)
+        self.scaler_pairs = 100000
         if source not in SOURCES:
             raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
         if tokenizer not in ("kinship", "index"):
@@ -208,13 +218,37 @@ class Seq2KingDataModule(pl.LightningDataModule):
         return given.get(wanted) if wanted else None
 
     # -- building ---------------------------------------------------------------------
-    def load_cohort(self) -> Cohort:
+    def store_mode(self) -> str:
+        """``memory`` or ``stream`` for this cohort (``data.store``; ``auto`` by its number of people)."""
+        from seq2king.data.cohort import choose_store
+
+        if self.source == "king":
+            if self.store == "stream":
+                raise InputError("data.store=stream needs genotypes (data=plink, pgen, vcf or simulated); "
+                                 "a ready KING matrix is held in memory")
+            return "memory"
+        if self.store != "auto":
+            return self.store
         if self.source == "simulated":
-            return load_simulated(**self.simulation, label_column=self.label_column, cache_dir=self.cache_dir)
+            n = int(self.simulation.get("samples", 1000))
+        else:
+            from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+
+            n = {"plink": BedSource, "pgen": PgenSource, "vcf": VcfSource}[self.source](self.path).n_samples
+        return choose_store(n, "auto", self.memory_max_people)
+
+    def load_cohort(self) -> Cohort:
+        mode = self.store_mode()
         if self.source == "king":
             return load_king(self.path, labels=self.labels_path, label_column=self.label_column)
+        log.info("KING %s (data.store=%s, data.memory_max_people=%d)",
+                 "on demand from a genotype store: no people x people matrix" if mode == "stream"
+                 else "as a full matrix in memory", self.store, self.memory_max_people)
+        if self.source == "simulated":
+            return load_simulated(**self.simulation, label_column=self.label_column, cache_dir=self.cache_dir,
+                                  store=mode)
         return load_genotypes(self.source, self.path, labels=self.labels_path,
-                              label_column=self.label_column, cache_dir=self.cache_dir)
+                              label_column=self.label_column, cache_dir=self.cache_dir, store=mode)
 
     def prepare_data(self) -> None:
         # Simulation and KING land in the cache once, on one process; skip the
@@ -255,13 +289,30 @@ class Seq2KingDataModule(pl.LightningDataModule):
             raise InputError(
                 f"data.max_len={self.max_len} is longer than the {len(train)} training people available as "
                 "tokens; lower data.max_len or use more people")
+        self.cohort = cohort
+        self.splits = {"train": train, "val": splits["val"], "test": splits["test"], "panel": panel}
+        if cohort.king is None:
+            self._setup_stream(cohort, train, panel)
+        else:
+            self._setup_memory(cohort, train, panel)
+        eval_len = self.max_len
+        self.datasets = {
+            "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
+            "val": SequenceSet(splits["val"], None, 2, eval_len, self.seed + 1, False),
+            "test": SequenceSet(splits["test"], None, 2, eval_len, self.seed + 2, False),
+        }
+        log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
+                 cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
+                 self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    def _setup_memory(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
+        """Small cohorts: the scaler from every training pair of the full matrix, targets read from it."""
+        n = len(cohort.ids)
         pairs = cohort.king[np.ix_(train, train)][~np.eye(len(train), dtype=bool)]
         self.scaler = Scaler.fit(self.scaling, pairs)
         self.target_mean = float(self.scaler(pairs.mean()))  # the predict-the-mean baseline
         # the closest unrelated pairs: where a distance readout's bias (its prediction at distance 0) starts
         self.target_top = float(self.scaler(np.quantile(pairs, 0.99)))
-        self.cohort = cohort
-        self.splits = {"train": train, "val": splits["val"], "test": splits["test"], "panel": panel}
         self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
         self.features = (self.king_scaled[:, torch.from_numpy(panel)] if len(panel)
                          else torch.zeros(n, 0))
@@ -275,15 +326,117 @@ class Seq2KingDataModule(pl.LightningDataModule):
             if self.features.shape[1] > 2 * p:
                 self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
         self._fit_input_line(cohort, train)
-        eval_len = self.max_len
-        self.datasets = {
-            "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
-            "val": SequenceSet(splits["val"], None, 2, eval_len, self.seed + 1, False),
-            "test": SequenceSet(splits["test"], None, 2, eval_len, self.seed + 2, False),
-        }
-        log.info("cohort %s: %d people; train tokens %d, panel %d, val %d, test %d; scaling %s (%.4g, %.4g)",
-                 cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
-                 self.scaler.kind, self.scaler.shift, self.scaler.scale)
+
+    def _setup_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
+        """Large cohorts, nothing ``people x people``: tokens from the KING rectangle people x panel, the
+        scaler from ``scaler_pairs`` random pairs of training tokens (the full path: all pairs), genotype
+        features from the store (:meth:`_genotype_features_stream`); targets per batch (:meth:`collate`).
+        The features are cached beside the store, keyed by everything they depend on."""
+        import hashlib
+        import json
+
+        from seq2king.fileio import write_json
+        from seq2king.genetics.store import king_block
+
+        store, rows = cohort.store, cohort.store_rows
+        digest = hashlib.sha256(json.dumps(
+            {"v": 1, "store": store.header, "rows": hashlib.sha256(rows.tobytes()).hexdigest(),
+             "train": hashlib.sha256(train.tobytes()).hexdigest(), "panel": panel.tolist(),
+             "scaling": self.scaling, "genotype_features": self.genotype_features, "pcs": self.genotype_pcs,
+             "pca_fit_max": self.pca_fit_max, "seed": self.split_seed}, sort_keys=True).encode()).hexdigest()[:16]
+        cached = Path(store.prefix).parent / f"features-{digest}"
+        if Path(str(cached) + ".json").exists():
+            meta = json.loads(Path(str(cached) + ".json").read_text())
+            self.features = torch.from_numpy(np.load(str(cached) + ".npy"))
+            self.scaler = Scaler(*meta["scaler"])
+            self.target_mean, self.target_top = meta["target_mean"], meta["target_top"]
+            self.feature_blocks = {k: tuple(v) for k, v in meta["feature_blocks"].items()}
+            self.input_lines = meta["input_lines"]
+            log.info("token features read from %s.npy", cached)
+            return
+        n = len(cohort.ids)
+        if len(panel):
+            from tqdm.auto import tqdm
+
+            kp = np.empty((n, len(panel)))
+            panel_g = store.rows(rows[panel])
+            for sl, g in tqdm(store.row_blocks(rows), total=-(-n // 2048), desc="KING to the panel",
+                              leave=False):
+                kp[sl] = king_block(g, panel_g)
+        # the scaler from a seeded sample of training-token pairs (the full path uses all of them)
+        rng = np.random.default_rng([self.split_seed, 3])
+        a, b = rng.choice(train, self.scaler_pairs), rng.choice(train, self.scaler_pairs)
+        pairs = self.king_pairs(a[a != b], b[a != b])
+        self.scaler = Scaler.fit(self.scaling, pairs)
+        self.target_mean = float(self.scaler(pairs.mean()))
+        self.target_top = float(self.scaler(np.quantile(pairs, 0.99)))
+        self.features = torch.from_numpy(self.scaler(kp)).float() if len(panel) else torch.zeros(n, 0)
+        self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
+        if self.genotype_features and len(panel):
+            self.features = torch.cat([self.features, self._genotype_features_stream(cohort, train, panel)], 1)
+            p = len(panel)
+            self.feature_blocks["grm"] = (p, 2 * p)
+            if self.features.shape[1] > 2 * p:
+                self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
+        self._fit_input_line(cohort, train)
+        tmp = Path(str(cached) + ".npy.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, self.features.numpy())
+        tmp.replace(str(cached) + ".npy")
+        write_json(Path(str(cached) + ".json"),
+                   {"scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale],
+                    "target_mean": self.target_mean, "target_top": self.target_top,
+                    "feature_blocks": {k: list(v) for k, v in self.feature_blocks.items()},
+                    "input_lines": self.input_lines})
+
+    def _genotype_features_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
+        """:meth:`_genotype_features` from the store, in passes over row blocks: the genomic relationship
+        with the panel, and PCs from :func:`~seq2king.genetics.pca.streamed_pcs` (fitted on at most
+        ``data.pca_fit_max`` training people, the training tokens among them scored out of fold, everyone
+        else projected)."""
+        from seq2king.genetics.pca import standardise, streamed_pcs
+        from seq2king.genetics.store import fit_frequencies
+
+        store, rows = cohort.store, cohort.store_rows
+        fit = np.sort(np.concatenate([train, panel]))
+        freq, keep = fit_frequencies(store, rows[fit])
+        m = int(keep.sum())
+        if m == 0:
+            raise InputError(f"{store.header.get('genotypes')}: no variant is polymorphic among the "
+                             f"{len(fit)} training people")
+        freq = freq[keep]
+        zp = standardise(store.rows(rows[panel])[:, keep], freq)
+        grm = np.empty((len(rows), len(panel)))
+        for sl, g in store.row_blocks(rows):
+            grm[sl] = standardise(g[:, keep], freq) @ zp.T / m
+        ref = grm[train]
+        parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
+        if self.genotype_pcs:
+            pcs = streamed_pcs(store, rows, keep, freq, fit, train, self.genotype_pcs,
+                               fit_max=self.pca_fit_max, seed=self.split_seed)
+            sd = pcs[train].std(0)
+            parts.append(pcs / np.where(sd > 0, sd, 1.0))
+        return torch.from_numpy(np.concatenate(parts, 1)).float()
+
+    def king_between(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        """Unscaled KING (float64) between cohort positions ``a`` and ``b`` (``None``: ``a`` with itself),
+        from the full matrix or, streamed, from the genotype store: the same values bit for bit."""
+        c = self.cohort
+        if c.king is not None:
+            return c.king[np.ix_(a, a if b is None else b)]
+        from seq2king.genetics.store import king_block
+
+        g = c.store.rows(c.store_rows[np.asarray(a)])
+        return king_block(g) if b is None else king_block(g, c.store.rows(c.store_rows[np.asarray(b)]))
+
+    def king_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Unscaled KING of each pair ``(a[k], b[k])``."""
+        c = self.cohort
+        if c.king is not None:
+            return c.king[a, b]
+        from seq2king.genetics.store import store_king_pairs
+
+        return store_king_pairs(c.store, c.store_rows[np.asarray(a)], c.store_rows[np.asarray(b)])
 
     def _fit_input_line(self, cohort: Cohort, train: np.ndarray, pairs: int = 20000) -> None:
         """KING against the distance between token features, on random training pairs (what
@@ -296,7 +449,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         rng = np.random.default_rng([self.split_seed, 2])
         a, b = rng.choice(train, pairs), rng.choice(train, pairs)
         a, b = a[a != b], b[a != b]
-        t = self.scaler(cohort.king[a, b])
+        t = self.scaler(self.king_pairs(a, b))
         diff = (self.features[torch.from_numpy(a)] - self.features[torch.from_numpy(b)]).double()
         blocks = {"inputs": (0, int(self.features.shape[1]))}
         if "pcs" in self.feature_blocks:
@@ -409,7 +562,11 @@ class Seq2KingDataModule(pl.LightningDataModule):
         index[mask] = np.concatenate(seqs)  # row by row, as the mask's True entries are ordered
         index, mask = torch.from_numpy(index), torch.from_numpy(mask)
         safe = index.clamp_min(0)
-        target = self.king_scaled[safe[:, :, None], safe[:, None, :]]
+        if self.cohort.king is None:  # streamed: each sequence's KING from the store, scaled as the matrix is
+            target = torch.from_numpy(np.stack(
+                [self.scaler(self.king_between(row)) for row in safe.numpy()]).astype(np.float32))
+        else:
+            target = self.king_scaled[safe[:, :, None], safe[:, None, :]]
         features = self.features[safe]
         return {"index": index, "features": features, "target": target, "mask": mask}
 

@@ -166,3 +166,71 @@ def out_of_fold_scores(k_ff: np.ndarray, k_pf: np.ndarray, held: np.ndarray, n_c
         rot, _ = orthogonal_procrustes(rest_scores, fit_scores[rest])
         out[part] = sub.transform(k_ff[np.ix_(held[part], rest)]) @ rot
     return projected, out
+
+
+def streamed_pcs(store, rows: np.ndarray, keep: np.ndarray, freq: np.ndarray, fit: np.ndarray,
+                 held: np.ndarray, n_components: int, fit_max: int = 10000, seed: int = 0,
+                 folds: int = 5) -> np.ndarray:
+    """``(len(rows), k)`` PC scores of every person of a cohort streamed from a genotype store
+    (:class:`~seq2king.genetics.store.GenotypeStore`; ``rows``: each person's store row).
+
+    scikit-learn's randomized PCA is fitted on at most ``fit_max`` of the ``fit`` people (a seeded
+    sample; all of them when fewer), genotypes standardised with ``freq`` over the ``keep`` variants.
+    Everyone is projected in row blocks; the ``held`` people inside the fitted sample are then scored
+    out of fold as :func:`out_of_fold_scores` does (``folds`` refits without them, rotated onto the full
+    fit's axes by orthogonal Procrustes); held people outside it are new to the fit already. Memory:
+    the sample's standardised genotypes, ``fit_max x variants`` float32, about three times over."""
+    from scipy.linalg import orthogonal_procrustes
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng([seed, 4])
+    fit = np.sort(np.asarray(fit))
+    sample = fit if len(fit) <= fit_max else np.sort(rng.choice(fit, fit_max, replace=False))
+    z = standardise(store.rows(rows[sample])[:, keep], freq)
+    k = min(n_components, len(sample) - 1, z.shape[1])
+
+    def pca():
+        return PCA(n_components=k, svd_solver="randomized", random_state=seed)
+
+    full = pca().fit(z)
+    fit_scores = full.transform(z)
+    out = np.empty((len(rows), k))
+    for sl, g in store.row_blocks(rows):
+        out[sl] = full.transform(standardise(g[:, keep], freq))
+    inside = np.flatnonzero(np.isin(sample, held))
+    for part in np.array_split(rng.permutation(inside), folds):
+        if not len(part):
+            continue
+        rest = np.setdiff1d(np.arange(len(sample)), part)
+        sub = pca().fit(z[rest])
+        rot, _ = orthogonal_procrustes(sub.transform(z[rest]), fit_scores[rest])
+        out[sample[part]] = sub.transform(z[part]) @ rot
+    return out
+
+
+def store_genotype_pca(store, rows: np.ndarray, fit: np.ndarray, people: np.ndarray, n_components: int = 20,
+                       fit_max: int = 10000, seed: int = 0) -> GenotypePCA:
+    """:func:`genotype_pca` with ``with_relationship`` from a genotype store: frequencies from every
+    ``fit`` person, scikit-learn's randomized PCA fitted on at most ``fit_max`` of them (seeded), the
+    ``people`` projected, and their genomic relationship among themselves (``people x people``: keep
+    them few, e.g. ``analysis.max_people``)."""
+    from sklearn.decomposition import PCA
+
+    from seq2king.genetics.store import fit_frequencies
+
+    fit = np.sort(np.asarray(fit))
+    freq, keep = fit_frequencies(store, rows[fit])
+    m = int(keep.sum())
+    if m == 0:
+        raise InputError(f"{store.header.get('genotypes')}: no variant is polymorphic among the {len(fit)} "
+                         "training people; genotype PCA needs variation")
+    freq = freq[keep]
+    rng = np.random.default_rng([seed, 4])
+    sample = fit if len(fit) <= fit_max else np.sort(rng.choice(fit, fit_max, replace=False))
+    z = standardise(store.rows(rows[sample])[:, keep], freq)
+    k = min(n_components, len(sample) - 1, m)
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(z)
+    fit_scores = pca.transform(z)
+    del z
+    zp = standardise(store.rows(rows[np.asarray(people)])[:, keep], freq)
+    return GenotypePCA(fit_scores, pca.transform(zp), m, (zp @ zp.T).astype(np.float64) / m)
