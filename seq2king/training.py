@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -96,7 +97,9 @@ def build(cfg: DictConfig):
     if check is not None:  # the model's own checks first: making the data can take minutes
         check(**OmegaConf.to_container(cfg.model, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data)
+    t0 = time.perf_counter()
     datamodule.setup()
+    log.info("data set-up took %.1f s", time.perf_counter() - t0)
     model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs())  # what the data tells the model
     loggers = instantiate_loggers(cfg, output_dir)
     callbacks = []

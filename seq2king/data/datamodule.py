@@ -336,7 +336,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
         import json
 
         from seq2king.fileio import write_json
-        from seq2king.genetics.store import king_block
 
         store, rows = cohort.store, cohort.store_rows
         digest = hashlib.sha256(json.dumps(
@@ -359,10 +358,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
             from tqdm.auto import tqdm
 
             kp = np.empty((n, len(panel)))
-            panel_g = store.rows(rows[panel])
-            for sl, g in tqdm(store.row_blocks(rows), total=-(-n // 2048), desc="KING to the panel",
-                              leave=False):
-                kp[sl] = king_block(g, panel_g)
+            for s in tqdm(range(0, n, 2048), desc="KING to the panel", leave=False):
+                kp[s:s + 2048] = store.king(rows[s:s + 2048], rows[panel])
         # the scaler from a seeded sample of training-token pairs (the full path uses all of them)
         rng = np.random.default_rng([self.split_seed, 3])
         a, b = rng.choice(train, self.scaler_pairs), rng.choice(train, self.scaler_pairs)
@@ -424,10 +421,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         c = self.cohort
         if c.king is not None:
             return c.king[np.ix_(a, a if b is None else b)]
-        from seq2king.genetics.store import king_block
-
-        g = c.store.rows(c.store_rows[np.asarray(a)])
-        return king_block(g) if b is None else king_block(g, c.store.rows(c.store_rows[np.asarray(b)]))
+        return c.store.king(c.store_rows[np.asarray(a)], None if b is None else c.store_rows[np.asarray(b)])
 
     def king_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Unscaled KING of each pair ``(a[k], b[k])``."""

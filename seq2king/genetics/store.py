@@ -35,7 +35,7 @@ from seq2king.genetics.king import _kinship
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 
 def _ids_digest(iids) -> str:
@@ -52,7 +52,8 @@ class GenotypeStore:
         self.header = header
         self.n, self.m = int(header["people"]), int(header["variants"])
         self.offset = int(header["offset"])
-        self.het = np.load(self.prefix + ".store.het.npy")  # heterozygous calls per person
+        stats = np.load(self.prefix + ".store.stats.npy")  # per person: heterozygous calls, sum of g^2, missing
+        self.het, self.sq, self.miss = stats[:, 0], stats[:, 1], stats[:, 2]
         self._fd = None
 
     # pickled into DataLoader workers and DDP processes: each opens its own descriptor
@@ -84,6 +85,21 @@ class GenotypeStore:
             out[k] = np.frombuffer(os.pread(fd, m, off + int(i) * m), dtype=np.int8)
         return out
 
+    def king(self, idx_a, idx_b=None) -> np.ndarray:
+        """KING-robust between store rows ``idx_a`` and ``idx_b`` (``None``: ``idx_a`` with itself), as
+        :func:`king_block`; when none of them has a missing call, from one int8 product and the per-person
+        sums kept at build (the same integers, so the same values)."""
+        idx_a = np.asarray(idx_a)
+        idx_b = idx_a if idx_b is None else np.asarray(idx_b)
+        if self.miss[idx_a].any() or self.miss[idx_b].any():
+            a = self.rows(idx_a)
+            return king_block(a) if idx_b is idx_a else king_block(a, self.rows(idx_b))
+        ta = torch.from_numpy(self.rows(idx_a))
+        tb = ta if idx_b is idx_a else torch.from_numpy(self.rows(idx_b))
+        gg = torch._int_mm(ta, tb.T).numpy()
+        num = self.sq[idx_a][:, None] + self.sq[idx_b][None, :] - 2 * gg.astype(np.int64)
+        return _kinship(num, np.minimum(self.het[idx_a][:, None], self.het[idx_b][None, :]))
+
     def row_blocks(self, idx, block: int = 2048):
         """``(positions, rows)`` for ``idx`` in blocks of ``block`` people (the passes over everyone)."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -97,7 +113,7 @@ class GenotypeStore:
         else why not."""
         prefix = str(prefix)
         hp, dp = Path(prefix + ".store.json"), Path(prefix + ".store.npy")
-        if not hp.exists() or not dp.exists() or not Path(prefix + ".store.het.npy").exists():
+        if not hp.exists() or not dp.exists() or not Path(prefix + ".store.stats.npy").exists():
             return "not built"
         try:
             h = json.loads(hp.read_text())
@@ -139,7 +155,7 @@ class GenotypeStore:
         if m == 0:
             raise InputError(f"{source.path}: no variants left for KING (only autosomes, XY and contig 0 are used)")
         data, tmp = Path(prefix + ".store.npy"), Path(prefix + ".store.npy.tmp")
-        het = np.zeros(n, dtype=np.int64)
+        stats = np.zeros((n, 3), dtype=np.int64)  # het, sum of g^2, missing
         with open(tmp, "wb") as fh:
             np.lib.format.write_array_header_1_0(
                 fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
@@ -153,7 +169,9 @@ class GenotypeStore:
             for block in source.iter_blocks(block_variants, king_only=True):
                 k = block.shape[1]
                 block = np.ascontiguousarray(block)  # (n, k), person-major
-                het += (block == 1).sum(1)
+                stats[:, 0] += (block == 1).sum(1)
+                stats[:, 1] += (block == 1).sum(1) + 4 * (block == 2).sum(1)
+                stats[:, 2] += (block == MISSING).sum(1)
                 for i in range(n):
                     os.pwrite(fd, block[i].data, offset + i * m + v0)
                 v0 += k
@@ -164,11 +182,11 @@ class GenotypeStore:
         if v0 != m:
             tmp.unlink(missing_ok=True)
             raise InputError(f"{source.path}: {v0} KING variants read, {m} expected")
-        het_tmp = Path(prefix + ".store.het.npy.tmp")
-        with open(het_tmp, "wb") as fh:
-            np.save(fh, het)
+        stats_tmp = Path(prefix + ".store.stats.npy.tmp")
+        with open(stats_tmp, "wb") as fh:
+            np.save(fh, stats)
         os.replace(tmp, data)
-        os.replace(het_tmp, prefix + ".store.het.npy")
+        os.replace(stats_tmp, prefix + ".store.stats.npy")
         from seq2king.fileio import write_json
 
         write_json(Path(prefix + ".store.json"),
@@ -221,9 +239,9 @@ def king_pairs(a: np.ndarray, b: np.ndarray, chunk: int = 64) -> np.ndarray:
     return out
 
 
-def store_king(store: GenotypeStore, rows_a, rows_b) -> np.ndarray:
-    """KING between store rows ``rows_a`` and ``rows_b`` (a rectangle)."""
-    return king_block(store.rows(rows_a), store.rows(rows_b))
+def store_king(store: GenotypeStore, rows_a, rows_b=None) -> np.ndarray:
+    """KING between store rows ``rows_a`` and ``rows_b`` (a rectangle; :meth:`GenotypeStore.king`)."""
+    return store.king(rows_a, rows_b)
 
 
 def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 1024) -> np.ndarray:
@@ -231,7 +249,9 @@ def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 1024) ->
     rows_a, rows_b = np.asarray(rows_a), np.asarray(rows_b)
     out = np.empty(len(rows_a))
     for s in range(0, len(rows_a), chunk):
-        out[s:s + chunk] = king_pairs(store.rows(rows_a[s:s + chunk]), store.rows(rows_b[s:s + chunk]))
+        a, b = rows_a[s:s + chunk], rows_b[s:s + chunk]
+        for t in range(0, len(a), 64):  # the diagonals of 64 x 64 blocks
+            out[s + t:s + t + 64] = np.diagonal(store.king(a[t:t + 64], b[t:t + 64]))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import pytorch_lightning as pl
 import torch
@@ -99,6 +100,12 @@ class Seq2KingModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "datasets"):
             dm.datasets["train"].set_epoch(self.current_epoch)
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        # the training epoch alone (batches built, steps taken), validation not included: benchmarks/scale.py reads it
+        if getattr(self, "_epoch_started", None) is not None:
+            log.info("epoch %d: training took %.2f s", self.current_epoch, time.perf_counter() - self._epoch_started)
 
     def _step(self, batch, stage: str):
         if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
