@@ -65,7 +65,7 @@ class AnalysisSettings:
     bertviz_people: int = 24
     n_clusters: int = 4  # k-means k when there are no labels
     umap: bool = True  # embeddings_umap*.png: UMAP of the embedding beside UMAP of genotype PCs (umap-learn)
-    max_people: int | None = 2000  # a larger split is analysed on a seeded sample of this many (None: all)
+    max_people: int | None = 1000  # a larger split is analysed on a seeded sample of this many (None: all)
     seed: int = 0
     device: str = "cpu"
 

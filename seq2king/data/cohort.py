@@ -87,7 +87,7 @@ def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
 STORES = ("auto", "memory", "stream")
 
 
-def choose_store(n: int, store: str = "auto", memory_max_people: int = 12000) -> str:
+def choose_store(n: int, store: str = "auto", memory_max_people: int = 5000) -> str:
     """``memory`` (the full KING matrix in memory: fastest for small cohorts) or ``stream`` (KING on
     demand from a person-major genotype store: nothing ``n x n``); ``auto`` streams above
     ``memory_max_people`` people."""
@@ -107,13 +107,14 @@ def _streamed(cache: Path, key: str, source, labels: str | None, label_column: s
     prefix = cache / key / "cohort"
     store = GenotypeStore.open_or_build(prefix, source)
     ids = [str(i) for i in source.samples.iid]
+    levels = read_label_levels(labels, ids, column=label_column) if labels else None
     keep = np.flatnonzero(store.het > 0)
     if len(keep) < len(ids):  # plink2 gives them -inf or nan against everyone, as the full path drops them
         dropped = [ids[i] for i in np.flatnonzero(store.het == 0)]
         log.warning("%s: dropping %d people with no heterozygous calls (their kinship is not finite): %s",
                     what, len(dropped), ", ".join(dropped[:5]))
         ids = [ids[i] for i in keep]
-    levels = read_label_levels(labels, ids, column=label_column) if labels else None
+        levels = None if levels is None else {k: [v[i] for i in keep] for k, v in levels.items()}
     return Cohort(ids=ids, king=None, source=what, levels=levels, store=store, store_rows=keep)
 
 

@@ -161,7 +161,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
                  genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0,
-                 store: str = "auto", memory_max_people: int = 12000, pca_fit_max: int = 10000):
+                 store: str = "auto", memory_max_people: int = 5000, pca_fit_max: int = 10000):
         super().__init__()
         from seq2king.data.cohort import STORES
 

@@ -102,10 +102,19 @@ class Seq2KingModule(pl.LightningModule):
             dm.datasets["train"].set_epoch(self.current_epoch)
         self._epoch_started = time.perf_counter()
 
-    def on_train_epoch_end(self) -> None:
-        # the training epoch alone (batches built, steps taken), validation not included: benchmarks/scale.py reads it
+    def _epoch_timed(self) -> None:
+        # the training batches alone (built and stepped; the validation run inside the epoch is not counted):
+        # benchmarks/scale.py reads this line
         if getattr(self, "_epoch_started", None) is not None:
             log.info("epoch %d: training took %.2f s", self.current_epoch, time.perf_counter() - self._epoch_started)
+            self._epoch_started = None
+
+    def on_validation_epoch_start(self) -> None:
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            self._epoch_timed()
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_timed()
 
     def _step(self, batch, stage: str):
         if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
