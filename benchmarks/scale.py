@@ -1,7 +1,7 @@
 """How each stage grows with the number of people: wall time and peak memory, with plink2 beside KING.
 
     .venv/bin/python benchmarks/scale.py --sizes 2500 10000 30000 --loci 20000 --out /tmp/scale
-    .venv/bin/python benchmarks/scale.py --sizes 2500 10000 --train-max 10000
+    .venv/bin/python benchmarks/scale.py --sizes 30000 --king-max 0 --ddp-max 30000 --store stream
 
 For each N: ``seq2king simulate --model WithinContinent26 --samples N --loci LOCI``; up to ``--king-max``
 people the relatives of a biobank QC, ``seq2king king --table-only --king-table-filter 0.0442`` against
@@ -13,7 +13,9 @@ KING matrix up to ``data.memory_max_people`` and streams above it, ``--store str
 and ``python analyze.py``. Every figure is one run of a whole command, timed and its peak RSS read with
 ``os.wait4`` (the largest single process of its tree); the data set-up (KING, genotype store, token
 features) and the training epoch alone are read from the train log's "data set-up took" and "epoch 0:
-training took" lines. The growth exponent between two sizes is log(t2 / t1) / log(N2 / N1).
+training took" lines. ``--ddp-max N``: up to N people the same epoch again with ``trainer=ddp_sim`` (two
+processes, gloo), token features computed afresh, each process's own peak memory read from its
+"peak memory" line. The growth exponent between two sizes is log(t2 / t1) / log(N2 / N1).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> int:
     ap.add_argument("--loci", type=int, default=20000)
     ap.add_argument("--train-max", type=int, default=100000, help="train and analyse up to this many people")
     ap.add_argument("--king-max", type=int, default=30000, help="run the all-pairs KING flags up to this many people")
+    ap.add_argument("--ddp-max", type=int, default=0, help="also train with trainer=ddp_sim up to this many people")
     ap.add_argument("--store", default="auto", choices=["auto", "memory", "stream"], help="data.store for training")
     ap.add_argument("--plink2-max", type=int, default=30000, help="run plink2 up to this many people")
     ap.add_argument("--sequences", type=int, default=200, help="training sequences per epoch, at every N")
@@ -86,17 +89,30 @@ def main() -> int:
                 if hit:
                     r[key] = (float(hit.group(1)), None)
             r["mode"] = "stream" if "on demand from a genotype store" in text else "memory"
+            if n <= args.ddp_max:  # the same epoch on two processes, features computed afresh as above
+                for f in (out / "cache").rglob("features-*"):
+                    f.unlink()
+                log = out / f"run{n}_{args.store}_ddp.train.log"
+                r["train, DDP 2 processes"] = timed(
+                    [py, "train.py", "data=plink", f"data.bfile={pre}", f"data.labels={pre}.labels.tsv",
+                     f"data.cache_dir={out / 'cache'}", f"data.sequences_per_epoch={args.sequences}",
+                     f"data.store={args.store}", "trainer=ddp_sim", "trainer.max_epochs=1", "logger=none",
+                     f"hydra.run.dir={run}_ddp"], log)
+                peaks = [float(x) for x in re.findall(r"peak memory ([0-9.]+) GB", log.read_text())]
+                r["DDP per-process peaks"] = ", ".join(f"{p:.2f} GB" for p in peaks)
             r["analyze"] = timed([py, "analyze.py", f"run_dir={run}", "analysis.permutations=100",
                                   "analysis.bootstrap=100", "analysis.umap=false", f"hydra.run.dir={run}/alog"],
                                  out / f"run{n}_{args.store}.analyze.log")
         print(n, {k: (fmt(v) if isinstance(v, tuple) else v) for k, v in r.items()}, flush=True)
     stages = ["simulate", "king filter", "plink2 filter", "king cutoff", "plink2 cutoff", "data set-up",
-              "training epoch", "train (set-up + 1 epoch)", "analyze"]
+              "training epoch", "train (set-up + 1 epoch)", "train, DDP 2 processes", "analyze"]
     lines = ["| stage | " + " | ".join(f"N = {n:,}" for n in args.sizes) + " | growth exponent |",
              "|---|" + "---|" * len(args.sizes) + "---|"]
     for st in stages:
         cells = [fmt(rows[n][st]) if st in rows[n] else "-" for n in args.sizes]
         lines.append(f"| {st} | " + " | ".join(cells) + f" | {growth(rows, st, args.sizes)} |")
+    lines.append("| DDP: each process's peak | " + " | ".join(str(rows[n].get("DDP per-process peaks", "-"))
+                                                       for n in args.sizes) + " | |")
     lines.append("| KING for training | " + " | ".join(str(rows[n].get("mode", "-")) for n in args.sizes) + " | |")
     for what in ("filter", "cutoff"):
         ratio = [f"{rows[n][f'king {what}'][0] / rows[n][f'plink2 {what}'][0]:.2f}" if f"plink2 {what}" in rows[n]

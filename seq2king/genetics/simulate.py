@@ -295,6 +295,15 @@ def _dosages_from_parts(jobs, sizes, keep, n, window: int = 1024):
                 yield from np.ascontiguousarray(block.T)
 
 
+def _rows(fd: int, rows: int, width: int, chunk_bytes: int = 64 << 20):
+    """Rows ``(width,)`` int8 of a row-major scratch file, read a chunk at a time."""
+    per = max(1, chunk_bytes // width)
+    for r0 in range(0, rows, per):
+        n = min(per, rows - r0)
+        block = np.frombuffer(os.pread(fd, n * width, r0 * width), dtype=np.int8).reshape(n, width)
+        yield from block
+
+
 def _write_cohort(out, iids, pop_of, supers, chrom, pos, ref, alt, dos) -> list[str]:
     """``out.bed/.bim/.fam`` and ``out.labels.tsv``, atomically. ``dos``: ALT dosage rows, one per
     variant (an array ``(variants, people)`` or any iterable of rows), written SNP by SNP."""
@@ -455,29 +464,45 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     p_mean = np.mean([p_cont[c] for c in names], axis=0)
     p_cont = {c: p_mean + BETWEEN_SHRINK * (p - p_mean) for c, p in p_cont.items()}
     counts = allocate(samples, [1.0] * 26)
-    pop_of, supers, dos = [], [], []
-    k = 0
-    for c in names:
-        pc = np.clip(p_cont[c], 1e-3, 1 - 1e-3)
-        for pop in POPULATIONS_26[c]:
-            f = float(np.clip(F_MEDIAN * np.exp(F_LOG_SD * rng.standard_normal()), 1e-5, 0.2))
-            pk = rng.beta(pc * (1 - f) / f, (1 - pc) * (1 - f) / f)
-            if reference:
-                n_ref = 2 * REFERENCE_SIZES[pop]
-                pk = rng.binomial(n_ref, pk) / n_ref
-            dos.append(rng.binomial(2, pk, size=(counts[k], loci)).astype(np.int8))
-            pop_of += [pop] * counts[k]
-            supers += [c] * counts[k]
-            k += 1
-    dos = np.concatenate(dos).T  # (loci, people)
-    if aims:
-        dos = dos[top_fst(dos, supers, aims, aims_maf)]
-        loci = len(dos)
+    pop_of, supers = [], []
     width = len(str(samples))
-    iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
-    # one locus per "chromosome" position, far apart: nothing downstream assumes linkage
-    pos = (np.arange(loci) + 1) * 100_000
-    paths = _write_cohort(out, iids, pop_of, supers, ["1"] * loci, pos, ["A"] * loci, ["G"] * loci, dos)
+    with tempfile.TemporaryDirectory(dir=Path(str(out)).parent) as tmp:
+        # People are drawn population by population, each population's block written into a
+        # variant-major scratch file (its columns of every variant's row), so memory holds one
+        # population's block, never people x loci; rows are then read back in order for the .bed.
+        scratch = Path(tmp) / "dosages.i8"
+        with open(scratch, "wb") as fh:
+            fh.truncate(loci * samples)
+        fd = os.open(scratch, os.O_RDWR)
+        try:
+            k, start = 0, 0
+            for c in names:
+                pc = np.clip(p_cont[c], 1e-3, 1 - 1e-3)
+                for pop in POPULATIONS_26[c]:
+                    f = float(np.clip(F_MEDIAN * np.exp(F_LOG_SD * rng.standard_normal()), 1e-5, 0.2))
+                    pk = rng.beta(pc * (1 - f) / f, (1 - pc) * (1 - f) / f)
+                    if reference:
+                        n_ref = 2 * REFERENCE_SIZES[pop]
+                        pk = rng.binomial(n_ref, pk) / n_ref
+                    block = np.ascontiguousarray(rng.binomial(2, pk, size=(counts[k], loci)).astype(np.int8).T)
+                    for v in range(loci):
+                        os.pwrite(fd, block[v].data, v * samples + start)
+                    pop_of += [pop] * counts[k]
+                    supers += [c] * counts[k]
+                    start += counts[k]
+                    k += 1
+            if aims:  # the panel's markers are chosen on everyone: small cohorts only (ancestry panels)
+                dos = np.fromfile(scratch, dtype=np.int8).reshape(loci, samples)
+                dos = dos[top_fst(dos, supers, aims, aims_maf)]
+                loci = len(dos)
+            else:
+                dos = _rows(fd, loci, samples)
+            iids = [f"{p}_{i + 1:0{width}d}" for i, p in enumerate(pop_of)]
+            # one locus per "chromosome" position, far apart: nothing downstream assumes linkage
+            pos = (np.arange(loci) + 1) * 100_000
+            paths = _write_cohort(out, iids, pop_of, supers, ["1"] * loci, pos, ["A"] * loci, ["G"] * loci, dos)
+        finally:
+            os.close(fd)
     return {"model": f"{WITHIN_CONTINENT} (Balding-Nichols)" + (f", {aims} AIMs" if aims else ""), "samples": {p: pop_of.count(p) for p in dict.fromkeys(pop_of)},
             "variants": int(loci), "length": int(length), "files": paths}
 

@@ -116,6 +116,14 @@ class Seq2KingModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._epoch_timed()
 
+    def on_fit_end(self) -> None:
+        if self._trainer is not None and self.trainer.world_size > 1:  # each process's own peak (benchmarks read it)
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
+            print(f"seq2king: process {self.global_rank} of {self.trainer.world_size}: peak memory {peak:.2f} GB",
+                  flush=True)
+
     def _step(self, batch, stage: str):
         if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
             heads = self.net(batch, per_head=True)
