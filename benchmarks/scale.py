@@ -60,6 +60,7 @@ def main() -> int:
     ap.add_argument("--plink2-max", type=int, default=30000, help="run plink2 up to this many people")
     ap.add_argument("--sequences", type=int, default=200, help="training sequences per epoch, at every N")
     ap.add_argument("--out", default="/tmp/seq2king_scale")
+    ap.add_argument("--no-analyze", action="store_true", help="train only")
     ap.add_argument("--reuse", action="store_true", help="keep cohorts already simulated in --out (not timed)")
     args = ap.parse_args()
     out = Path(args.out)
@@ -100,9 +101,10 @@ def main() -> int:
                      f"hydra.run.dir={run}_ddp"], log)
                 peaks = [float(x) for x in re.findall(r"peak memory ([0-9.]+) GB", log.read_text())]
                 r["DDP per-process peaks"] = ", ".join(f"{p:.2f} GB" for p in peaks)
-            r["analyze"] = timed([py, "analyze.py", f"run_dir={run}", "analysis.permutations=100",
-                                  "analysis.bootstrap=100", "analysis.umap=false", f"hydra.run.dir={run}/alog"],
-                                 out / f"run{n}_{args.store}.analyze.log")
+            if not args.no_analyze:
+                r["analyze"] = timed([py, "analyze.py", f"run_dir={run}", "analysis.permutations=100",
+                                      "analysis.bootstrap=100", "analysis.umap=false", f"hydra.run.dir={run}/alog"],
+                                     out / f"run{n}_{args.store}.analyze.log")
         print(n, {k: (fmt(v) if isinstance(v, tuple) else v) for k, v in r.items()}, flush=True)
     stages = ["simulate", "king filter", "plink2 filter", "king cutoff", "plink2 cutoff", "data set-up",
               "training epoch", "train (set-up + 1 epoch)", "train, DDP 2 processes", "analyze"]

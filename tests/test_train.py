@@ -408,9 +408,10 @@ def test_input_errors_are_value_errors(tmp_path):
 
 
 def test_slurm_launcher_config_composes(tmp_path, cache_dir):
-    cfg = make_cfg(tmp_path, cache_dir, "hydra/launcher=slurm", "trainer=ddp")
+    cfg = make_cfg(tmp_path, cache_dir, "hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=3")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
-    assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 4
+    assert cfg.hydra.launcher.gpus_per_node == cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 4
+    assert cfg.hydra.launcher.nodes == cfg.trainer.num_nodes == 3  # DDP across nodes: SLURM starts 3 x 4 tasks
 
 
 def test_length_buckets_keep_the_epochs_sequences_and_pad_little():
@@ -431,6 +432,28 @@ def test_length_buckets_keep_the_epochs_sequences_and_pad_little():
         if epoch == 0:
             first = batches
     assert first != batches  # each epoch its own plan and order
+
+
+def test_length_buckets_give_every_process_as_many_batches(monkeypatch):
+    """An odd number of batches over 2 processes: both take the same number of steps (else DDP's all-reduce
+    waits for ever), the extra one a repeat of the epoch's first, as DistributedSampler pads."""
+    import numpy as np
+
+    from seq2king.data.datamodule import LengthBuckets, SequenceSet
+
+    data = SequenceSet(np.arange(300), 200, 8, 64, seed=0, random=True)
+    sampler = LengthBuckets(data, batch_size=32, seed=0)
+    sampler.set_epoch(0)
+    alone = list(sampler)
+    assert len(alone) == 7
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    per_rank = []
+    for rank in (0, 1):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        per_rank.append(list(sampler))
+        assert len(per_rank[-1]) == len(sampler) == 4
+    assert sorted(map(tuple, per_rank[0] + per_rank[1])) == sorted(map(tuple, alone + alone[:1]))
 
 
 def test_every_experiment_tags_are_strings(tmp_path, cache_dir):

@@ -136,6 +136,9 @@ class LengthBuckets(Sampler):
         batches = [batches[i] for i in order]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            # every process takes as many steps (else DDP's gradient all-reduce waits for ever): the
+            # last round is filled with the epoch's first batches, as DistributedSampler pads
+            batches += batches[: -len(batches) % world]
             batches = batches[rank::world]
         return batches
 
@@ -146,7 +149,7 @@ class LengthBuckets(Sampler):
         n, window = len(self.dataset.plan), self.batch_size * self.pool
         total = sum(-(-min(window, n - start) // self.batch_size) for start in range(0, n, window))
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return len(range(torch.distributed.get_rank(), total, torch.distributed.get_world_size()))
+            return -(-total // torch.distributed.get_world_size())
         return total
 
 
