@@ -78,6 +78,9 @@ def main() -> int:
             king_stages(r, n, pre, out, cli, plink2, args)
         if n <= args.train_max:
             run = out / f"run{n}_{args.store}"
+            if n <= args.ddp_max:  # compare like with like: token features computed afresh in both runs
+                for f in (out / "cache").rglob("features-*"):
+                    f.unlink()
             r["train (set-up + 1 epoch)"] = timed(
                 [py, "train.py", "data=plink", f"data.bfile={pre}", f"data.labels={pre}.labels.tsv",
                  f"data.cache_dir={out / 'cache'}", f"data.sequences_per_epoch={args.sequences}",

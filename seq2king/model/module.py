@@ -15,6 +15,20 @@ from seq2king.model.transformer import Seq2King, Seq2KingConfig, attention_kl, m
 log = logging.getLogger(__name__)
 
 
+def _own_peak_gb() -> float:
+    """This process's peak resident memory: VmHWM (getrusage's maxrss would carry a spawning parent's
+    peak through fork and exec)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1048576
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
+
+
 class Seq2KingModule(pl.LightningModule):
     """Trains :class:`Seq2King` to predict scaled KING between the people of a sequence.
 
@@ -118,11 +132,8 @@ class Seq2KingModule(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         if self._trainer is not None and self.trainer.world_size > 1:  # each process's own peak (benchmarks read it)
-            import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
-            print(f"seq2king: process {self.global_rank} of {self.trainer.world_size}: peak memory {peak:.2f} GB",
-                  flush=True)
+            print(f"seq2king: process {self.global_rank} of {self.trainer.world_size}: peak memory "
+                  f"{_own_peak_gb():.2f} GB", flush=True)
 
     def _step(self, batch, stage: str):
         if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
