@@ -466,6 +466,7 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     counts = allocate(samples, [1.0] * 26)
     pop_of, supers = [], []
     width = len(str(samples))
+    Path(str(out)).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(str(out)).parent) as tmp:
         # People are drawn population by population, each population's block written into a
         # variant-major scratch file (its columns of every variant's row), so memory holds one
