@@ -86,9 +86,11 @@ def _add_king(sub):
     p.add_argument("--po-ibs0", type=float, default=None, metavar="P",
                    help="--degree: first-degree pairs with IBS0 below this share of markers are PO, others FS "
                    "(default: 0.0012)")
-    p.add_argument("--king-cutoff", type=float, default=None, metavar="MAX",
+    p.add_argument("--king-cutoff", nargs="+", default=None, metavar="[PREFIX] MAX",
                    help="write OUT.king.cutoff.in.id / .out.id: plink2's maximal set of people with no pair's "
-                   "kinship above MAX (0.0442: no third-degree relatives or closer); no matrix or table")
+                   "kinship above MAX (0.0442: no third-degree relatives or closer); no matrix or table. "
+                   "With PREFIX, the pairs come from an existing PREFIX.king.bin + PREFIX.king.id of the "
+                   "same people (as plink2 reads them) instead of being computed")
     p.add_argument("--parallel", nargs=2, type=int, metavar=("K", "N"), default=None,
                    help="compute part K of N (plink2's split of the triangle into parts of equal pair counts): "
                    "OUT.king.bin.K / OUT.kin0.K; the N parts concatenated in order are the one-run file")
@@ -170,6 +172,20 @@ def _submit_king(args, argv: list[str]) -> int:
     return 0
 
 
+def _cutoff_band(prefix: str, samples):
+    """An existing ``PREFIX.king.bin`` (+ ``.king.id``) as one KING band, for ``--king-cutoff PREFIX MAX``:
+    its people must be the loaded ones, in order (plink2 reads the matrix of the loaded samples too)."""
+    from seq2king.genetics.king import KingBand
+    from seq2king.genetics.kingio import read_king
+
+    km = read_king(f"{prefix}.king.bin", check_finite=False)
+    if list(km.ids) != [str(i) for i in samples.iid]:
+        raise InputError(f"{prefix}.king.id: its {len(km.ids)} people are not the {len(samples.iid)} loaded "
+                         "(same IDs, same order, after --keep/--remove); make the matrix of these people")
+    n = len(km.ids)
+    return KingBand(0, n, km.values, None, None, None, None, None)
+
+
 def _run_king(args) -> int:
     from seq2king.genetics.genotypes import open_genotypes, select_samples
     from seq2king.genetics.kingio import PO_IBS0
@@ -182,7 +198,16 @@ def _run_king(args) -> int:
     if args.po_ibs0 is not None and not 0 <= args.po_ibs0 <= 1:
         raise InputError(f"--po-ibs0 {args.po_ibs0}: must be a share between 0 and 1")
     table = _wants_table(args)
+    cutoff_prefix = None
     if args.king_cutoff is not None:
+        given = args.king_cutoff
+        if len(given) > 2:
+            raise InputError(f"--king-cutoff {' '.join(given)}: takes MAX or PREFIX MAX")
+        cutoff_prefix = given[0] if len(given) == 2 else None
+        try:
+            args.king_cutoff = float(given[-1])
+        except ValueError:
+            raise InputError(f"--king-cutoff {' '.join(given)}: {given[-1]!r} is not a number") from None
         if not 0 <= args.king_cutoff < 0.5:
             raise InputError(f"--king-cutoff {args.king_cutoff}: must be in [0, 0.5), as plink2 requires")
         if table or args.shape != "triangle" or args.encoding != "bin":
@@ -205,9 +230,12 @@ def _run_king(args) -> int:
     if args.king_cutoff is not None:
         from seq2king.genetics.relatives import prune_related, related_pairs, write_cutoff_ids
 
-        engine = KingEngine(source, device=args.device, block_variants=args.block_variants,
-                            memory_bytes=None if args.memory_gb is None else int(args.memory_gb * (1 << 30)))
-        i, j = related_pairs(engine.run(), args.king_cutoff)
+        if cutoff_prefix is not None:
+            bands = [_cutoff_band(cutoff_prefix, source.samples)]
+        else:
+            bands = KingEngine(source, device=args.device, block_variants=args.block_variants,
+                               memory_bytes=None if args.memory_gb is None else int(args.memory_gb * (1 << 30))).run()
+        i, j = related_pairs(bands, args.king_cutoff)
         removed = prune_related(source.n_samples, i, j)
         paths = write_cutoff_ids(args.out, source.samples, removed)
         print(f"--king-cutoff {args.king_cutoff}: {len(i):,} pairs above it; {int(removed.sum())} of "

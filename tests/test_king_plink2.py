@@ -175,6 +175,25 @@ def test_king_cutoff_matches_live_plink2(plink2, tmp_path, cutoff):
     assert removed >= 3  # the fixture's duplicate and two children at least
 
 
+@pytest.mark.parametrize("cutoff", ["0", "0.0442", "0.2"])
+def test_king_cutoff_from_an_existing_matrix_matches_live_plink2(plink2, tmp_path, cutoff):
+    """--king-cutoff PREFIX MAX reads PREFIX.king.bin + .king.id instead of computing KING (plink2's form):
+    the same lists as plink2 given the same files, byte for byte; a matrix of other people is one line."""
+    prefix = GOLDEN / "king_fixture"  # plink2's own matrix of the fixture
+    run_plink2(plink2, "--bfile", FIXTURE, "--king-cutoff", prefix, cutoff, "--out", tmp_path / "ref")
+    res = run_cli("king", "--bfile", FIXTURE, "--king-cutoff", prefix, cutoff, "--out", tmp_path / "ours")
+    assert res.returncode == 0, res.stderr
+    for ext in (".king.cutoff.in.id", ".king.cutoff.out.id"):
+        assert (tmp_path / f"ours{ext}").read_bytes() == (tmp_path / f"ref{ext}").read_bytes(), ext
+    fam = [ln.split()[:2] for ln in open(f"{FIXTURE}.fam")]
+    (tmp_path / "keep.txt").write_text("".join(f"{f} {i}\n" for f, i in fam[:40]))
+    res = run_cli("king", "--bfile", FIXTURE, "--keep", tmp_path / "keep.txt", "--king-cutoff", prefix, cutoff,
+                  "--out", tmp_path / "bad")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "its 64 people are not the 40 loaded" in lines[0], res.stderr
+    assert not list(tmp_path.glob("bad*"))
+
+
 def test_prune_related_follows_plink2s_order():
     from seq2king.genetics.relatives import prune_related
 
