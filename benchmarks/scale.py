@@ -87,7 +87,8 @@ def main() -> int:
                  f"data.store={args.store}", "trainer.max_epochs=1", "logger=none", f"hydra.run.dir={run}"],
                 out / f"run{n}_{args.store}.train.log")
             text = (out / f"run{n}_{args.store}.train.log").read_text()
-            for key, pat in (("data set-up", r"data set-up took ([0-9.]+) s"),
+            for key, pat in (("KING to the panel", r"KING to the panel \(.*\) took ([0-9.]+) s"),
+                             ("data set-up", r"data set-up took ([0-9.]+) s"),
                              ("training epoch", r"epoch 0: training took ([0-9.]+) s")):
                 hit = re.search(pat, text)
                 if hit:
@@ -109,7 +110,8 @@ def main() -> int:
                                       "analysis.bootstrap=100", "analysis.umap=false", f"hydra.run.dir={run}/alog"],
                                      out / f"run{n}_{args.store}.analyze.log")
         print(n, {k: (fmt(v) if isinstance(v, tuple) else v) for k, v in r.items()}, flush=True)
-    stages = ["simulate", "king filter", "plink2 filter", "king cutoff", "plink2 cutoff", "data set-up",
+    stages = ["simulate", "king filter", "plink2 filter", "king cutoff", "plink2 cutoff", "KING to the panel",
+              "data set-up",
               "training epoch", "train (set-up + 1 epoch)", "train, DDP 2 processes", "analyze"]
     lines = ["| stage | " + " | ".join(f"N = {n:,}" for n in args.sizes) + " | growth exponent |",
              "|---|" + "---|" * len(args.sizes) + "---|"]

@@ -19,6 +19,7 @@ KING between the tokens, ``mask`` (B, n) True for real tokens.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,8 +362,10 @@ class Seq2KingDataModule(pl.LightningDataModule):
             from tqdm.auto import tqdm
 
             kp = np.empty((n, len(panel)))
+            t0 = time.perf_counter()
             for s in tqdm(range(0, n, 2048), desc="KING to the panel", leave=False):
                 kp[s:s + 2048] = store.king(rows[s:s + 2048], rows[panel])
+            log.info("KING to the panel (%d people x %d) took %.1f s", n, len(panel), time.perf_counter() - t0)
         # the scaler from a seeded sample of training-token pairs (the full path uses all of them)
         rng = np.random.default_rng([self.split_seed, 3])
         a, b = rng.choice(train, self.scaler_pairs), rng.choice(train, self.scaler_pairs)
