@@ -87,17 +87,6 @@ def _king_cached(cache: Path, key: str, make_source, what: str) -> Path:
 STORES = ("auto", "memory", "stream")
 
 
-def choose_store(n: int, store: str = "auto", memory_max_people: int = 5000) -> str:
-    """``memory`` (the full KING matrix in memory: fastest for small cohorts) or ``stream`` (KING on
-    demand from a person-major genotype store: nothing ``n x n``); ``auto`` streams above
-    ``memory_max_people`` people."""
-    if store not in STORES:
-        raise InputError(f"data.store={store!r}: choose one of {', '.join(STORES)}")
-    if store != "auto":
-        return store
-    return "stream" if n > memory_max_people else "memory"
-
-
 def _streamed(cache: Path, key: str, source, labels: str | None, label_column: str, what: str) -> Cohort:
     """A cohort whose KING comes from a genotype store built (once) in the cache, never a full matrix."""
     from seq2king.genetics.labels import read_label_levels

@@ -223,9 +223,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
 
     # -- building ---------------------------------------------------------------------
     def store_mode(self) -> str:
-        """``memory`` or ``stream`` for this cohort (``data.store``; ``auto`` by its number of people)."""
-        from seq2king.data.cohort import choose_store
-
+        """``memory`` (the full KING matrix in memory: fastest for small cohorts) or ``stream`` (KING on
+        demand from a person-major genotype store, nothing people x people) for this cohort: ``data.store``,
+        and ``auto`` streams above ``data.memory_max_people`` people."""
         if self.source == "king":
             if self.store == "stream":
                 raise InputError("data.store=stream needs genotypes (data=plink, pgen, vcf or simulated); "
@@ -236,10 +236,10 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if self.source == "simulated":
             n = int(self.simulation.get("samples", 1000))
         else:
-            from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+            from seq2king.genetics.genotypes import open_genotypes
 
-            n = {"plink": BedSource, "pgen": PgenSource, "vcf": VcfSource}[self.source](self.path).n_samples
-        return choose_store(n, "auto", self.memory_max_people)
+            n = open_genotypes(**{SOURCE_KEYS[self.source]: self.path}).n_samples
+        return "stream" if n > self.memory_max_people else "memory"
 
     def load_cohort(self) -> Cohort:
         mode = self.store_mode()
@@ -324,12 +324,16 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
         source = cohort.open_genotypes() if self.genotype_features and len(panel) else None
         if source is not None:
-            self.features = torch.cat([self.features, self._genotype_features(cohort, source, train, panel)], 1)
-            p = len(panel)
-            self.feature_blocks["grm"] = (p, 2 * p)
-            if self.features.shape[1] > 2 * p:
-                self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
+            self._add_genotype_features(self._genotype_features(cohort, source, train, panel))
         self._fit_input_line(cohort, train)
+
+    def _add_genotype_features(self, extra: torch.Tensor) -> None:
+        """Append the genomic relationship to the panel (as wide as the panel) and the PCs to the tokens."""
+        p = self.feature_blocks["king"][1]
+        self.features = torch.cat([self.features, extra], 1)
+        self.feature_blocks["grm"] = (p, 2 * p)
+        if self.features.shape[1] > 2 * p:
+            self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
 
     def _setup_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
         """Large cohorts, nothing ``people x people``: tokens from the KING rectangle people x panel, the
@@ -339,7 +343,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         import hashlib
         import json
 
-        from seq2king.fileio import write_json
+        from seq2king.fileio import atomic_files, write_json
 
         store, rows = cohort.store, cohort.store_rows
         digest = hashlib.sha256(json.dumps(
@@ -376,16 +380,11 @@ class Seq2KingDataModule(pl.LightningDataModule):
         self.features = torch.from_numpy(self.scaler(kp)).float() if len(panel) else torch.zeros(n, 0)
         self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
         if self.genotype_features and len(panel):
-            self.features = torch.cat([self.features, self._genotype_features_stream(cohort, train, panel)], 1)
-            p = len(panel)
-            self.feature_blocks["grm"] = (p, 2 * p)
-            if self.features.shape[1] > 2 * p:
-                self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
+            self._add_genotype_features(self._genotype_features_stream(cohort, train, panel))
         self._fit_input_line(cohort, train)
-        tmp = Path(str(cached) + ".npy.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, self.features.numpy())
-        tmp.replace(str(cached) + ".npy")
+        with atomic_files(str(cached) + ".npy") as (tmp,):
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.features.numpy())
         write_json(Path(str(cached) + ".json"),
                    {"scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale],
                     "target_mean": self.target_mean, "target_top": self.target_top,
@@ -403,11 +402,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         store, rows = cohort.store, cohort.store_rows
         fit = np.sort(np.concatenate([train, panel]))
         freq, keep = fit_frequencies(store, rows[fit])
-        m = int(keep.sum())
-        if m == 0:
-            raise InputError(f"{store.header.get('genotypes')}: no variant is polymorphic among the "
-                             f"{len(fit)} training people")
-        freq = freq[keep]
+        m = len(freq)
         zp = standardise(store.rows(rows[panel])[:, keep], freq)
         grm = np.empty((len(rows), len(panel)))
         for sl, g in store.row_blocks(rows):

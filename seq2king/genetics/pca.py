@@ -168,6 +168,21 @@ def out_of_fold_scores(k_ff: np.ndarray, k_pf: np.ndarray, held: np.ndarray, n_c
     return projected, out
 
 
+def _sample_fit(store, rows: np.ndarray, keep: np.ndarray, freq: np.ndarray, fit: np.ndarray,
+                n_components: int, fit_max: int, seed: int):
+    """What both store PCAs fit on: a seeded sample of at most ``fit_max`` of the ``fit`` people (all of them
+    when fewer), their standardised genotypes, and a maker of scikit-learn's randomized PCA with as many
+    components as the sample allows. Returns ``(rng, sample, z, pca)``; ``rng`` goes on to the folds."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng([seed, 4])
+    fit = np.sort(np.asarray(fit))
+    sample = fit if len(fit) <= fit_max else np.sort(rng.choice(fit, fit_max, replace=False))
+    z = standardise(store.rows(rows[sample])[:, keep], freq)
+    k = min(n_components, len(sample) - 1, z.shape[1])
+    return rng, sample, z, lambda: PCA(n_components=k, svd_solver="randomized", random_state=seed)
+
+
 def streamed_pcs(store, rows: np.ndarray, keep: np.ndarray, freq: np.ndarray, fit: np.ndarray,
                  held: np.ndarray, n_components: int, fit_max: int = 10000, seed: int = 0,
                  folds: int = 5) -> np.ndarray:
@@ -181,20 +196,11 @@ def streamed_pcs(store, rows: np.ndarray, keep: np.ndarray, freq: np.ndarray, fi
     fit's axes by orthogonal Procrustes); held people outside it are new to the fit already. Memory:
     the sample's standardised genotypes, ``fit_max x variants`` float32, about three times over."""
     from scipy.linalg import orthogonal_procrustes
-    from sklearn.decomposition import PCA
 
-    rng = np.random.default_rng([seed, 4])
-    fit = np.sort(np.asarray(fit))
-    sample = fit if len(fit) <= fit_max else np.sort(rng.choice(fit, fit_max, replace=False))
-    z = standardise(store.rows(rows[sample])[:, keep], freq)
-    k = min(n_components, len(sample) - 1, z.shape[1])
-
-    def pca():
-        return PCA(n_components=k, svd_solver="randomized", random_state=seed)
-
+    rng, sample, z, pca = _sample_fit(store, rows, keep, freq, fit, n_components, fit_max, seed)
     full = pca().fit(z)
     fit_scores = full.transform(z)
-    out = np.empty((len(rows), k))
+    out = np.empty((len(rows), fit_scores.shape[1]))
     for sl, g in store.row_blocks(rows):
         out[sl] = full.transform(standardise(g[:, keep], freq))
     inside = np.flatnonzero(np.isin(sample, held))
@@ -214,23 +220,12 @@ def store_genotype_pca(store, rows: np.ndarray, fit: np.ndarray, people: np.ndar
     ``fit`` person, scikit-learn's randomized PCA fitted on at most ``fit_max`` of them (seeded), the
     ``people`` projected, and their genomic relationship among themselves (``people x people``: keep
     them few, e.g. ``analysis.max_people``)."""
-    from sklearn.decomposition import PCA
-
     from seq2king.genetics.store import fit_frequencies
 
-    fit = np.sort(np.asarray(fit))
-    freq, keep = fit_frequencies(store, rows[fit])
-    m = int(keep.sum())
-    if m == 0:
-        raise InputError(f"{store.header.get('genotypes')}: no variant is polymorphic among the {len(fit)} "
-                         "training people; genotype PCA needs variation")
-    freq = freq[keep]
-    rng = np.random.default_rng([seed, 4])
-    sample = fit if len(fit) <= fit_max else np.sort(rng.choice(fit, fit_max, replace=False))
-    z = standardise(store.rows(rows[sample])[:, keep], freq)
-    k = min(n_components, len(sample) - 1, m)
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(z)
+    freq, keep = fit_frequencies(store, rows[np.asarray(fit)])
+    _, _, z, pca = _sample_fit(store, rows, keep, freq, fit, n_components, fit_max, seed)
+    pca = pca().fit(z)
     fit_scores = pca.transform(z)
     del z
     zp = standardise(store.rows(rows[np.asarray(people)])[:, keep], freq)
-    return GenotypePCA(fit_scores, pca.transform(zp), m, (zp @ zp.T).astype(np.float64) / m)
+    return GenotypePCA(fit_scores, pca.transform(zp), int(keep.sum()), (zp @ zp.T).astype(np.float64) / len(freq))

@@ -13,7 +13,7 @@ genotypes is rebuilt too (never used).
 Rows are read with ``os.pread`` (not a memory map), so a process holds only the
 rows it reads: a training process's memory does not grow with the store.
 
-:func:`king_block` and :func:`king_pairs` compute KING-robust from the rows with
+:func:`king_block` and :meth:`GenotypeStore.king` compute KING-robust from the rows with
 the integer counts of :class:`~seq2king.genetics.king.KingEngine` and its one
 float64 division, so every value is bit for bit the full matrix's entry.
 """
@@ -154,41 +154,40 @@ class GenotypeStore:
             m = sum(b.shape[1] for b in source.iter_blocks(block_variants, king_only=True))
         if m == 0:
             raise InputError(f"{source.path}: no variants left for KING (only autosomes, XY and contig 0 are used)")
-        data, tmp = Path(prefix + ".store.npy"), Path(prefix + ".store.npy.tmp")
-        stats = np.zeros((n, 3), dtype=np.int64)  # het, sum of g^2, missing
-        with open(tmp, "wb") as fh:
-            np.lib.format.write_array_header_1_0(
-                fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
-                     "shape": (n, m)})
-            offset = fh.tell()
-            fh.truncate(offset + n * m)
-        fd = os.open(tmp, os.O_WRONLY)
-        try:
-            v0 = 0
-            bar = tqdm(total=m, unit="var", unit_scale=True, desc="genotype store", leave=False, disable=not progress)
-            for block in source.iter_blocks(block_variants, king_only=True):
-                k = block.shape[1]
-                block = np.ascontiguousarray(block)  # (n, k), person-major
-                stats[:, 0] += (block == 1).sum(1)
-                stats[:, 1] += (block == 1).sum(1) + 4 * (block == 2).sum(1)
-                stats[:, 2] += (block == MISSING).sum(1)
-                for i in range(n):
-                    os.pwrite(fd, block[i].data, offset + i * m + v0)
-                v0 += k
-                bar.update(k)
-            bar.close()
-        finally:
-            os.close(fd)
-        if v0 != m:
-            tmp.unlink(missing_ok=True)
-            raise InputError(f"{source.path}: {v0} KING variants read, {m} expected")
-        stats_tmp = Path(prefix + ".store.stats.npy.tmp")
-        with open(stats_tmp, "wb") as fh:
-            np.save(fh, stats)
-        os.replace(tmp, data)
-        os.replace(stats_tmp, prefix + ".store.stats.npy")
-        from seq2king.fileio import write_json
+        from seq2king.fileio import atomic_files, write_json
 
+        Path(prefix + ".store.json").unlink(missing_ok=True)  # the header goes last: until then, not built
+        stats = np.zeros((n, 3), dtype=np.int64)  # het, sum of g^2, missing
+        with atomic_files(prefix + ".store.npy", prefix + ".store.stats.npy") as (tmp, stats_tmp):
+            with open(tmp, "wb") as fh:
+                np.lib.format.write_array_header_1_0(
+                    fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
+                         "shape": (n, m)})
+                offset = fh.tell()
+                fh.truncate(offset + n * m)
+            fd = os.open(tmp, os.O_WRONLY)
+            try:
+                v0 = 0
+                bar = tqdm(total=m, unit="var", unit_scale=True, desc="genotype store", leave=False,
+                           disable=not progress)
+                for block in source.iter_blocks(block_variants, king_only=True):
+                    k = block.shape[1]
+                    block = np.ascontiguousarray(block)  # (n, k), person-major
+                    het = (block == 1).sum(1)
+                    stats[:, 0] += het
+                    stats[:, 1] += het + 4 * (block == 2).sum(1)
+                    stats[:, 2] += (block == MISSING).sum(1)
+                    for i in range(n):
+                        os.pwrite(fd, block[i].data, offset + i * m + v0)
+                    v0 += k
+                    bar.update(k)
+                bar.close()
+            finally:
+                os.close(fd)
+            if v0 != m:
+                raise InputError(f"{source.path}: {v0} KING variants read, {m} expected")
+            with open(stats_tmp, "wb") as fh:
+                np.save(fh, stats)
         write_json(Path(prefix + ".store.json"),
                    {"version": STORE_VERSION, "people": n, "variants": int(m), "offset": int(offset),
                     "ids": _ids_digest(source.samples.iid), "genotypes": str(source.path)})
@@ -230,28 +229,13 @@ def king_block(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     return _kinship(num, np.minimum(het_i, het_j))
 
 
-def king_pairs(a: np.ndarray, b: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """KING-robust of row ``k`` of ``a`` with row ``k`` of ``b``, for every ``k`` (bit for bit as above):
-    the diagonals of ``chunk x chunk`` blocks (an int8 product beats elementwise sums 50-fold)."""
-    out = np.empty(len(a))
-    for s in range(0, len(a), chunk):
-        out[s:s + chunk] = np.diagonal(king_block(a[s:s + chunk], b[s:s + chunk]))
-    return out
-
-
-def store_king(store: GenotypeStore, rows_a, rows_b=None) -> np.ndarray:
-    """KING between store rows ``rows_a`` and ``rows_b`` (a rectangle; :meth:`GenotypeStore.king`)."""
-    return store.king(rows_a, rows_b)
-
-
-def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 1024) -> np.ndarray:
-    """KING of each pair ``(rows_a[k], rows_b[k])``."""
+def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 64) -> np.ndarray:
+    """KING of each pair ``(rows_a[k], rows_b[k])``: the diagonals of ``chunk x chunk`` blocks (an int8
+    product beats elementwise sums 50-fold)."""
     rows_a, rows_b = np.asarray(rows_a), np.asarray(rows_b)
     out = np.empty(len(rows_a))
     for s in range(0, len(rows_a), chunk):
-        a, b = rows_a[s:s + chunk], rows_b[s:s + chunk]
-        for t in range(0, len(a), 64):  # the diagonals of 64 x 64 blocks
-            out[s + t:s + t + 64] = np.diagonal(store.king(a[t:t + 64], b[t:t + 64]))
+        out[s:s + chunk] = np.diagonal(store.king(rows_a[s:s + chunk], rows_b[s:s + chunk]))
     return out
 
 
@@ -259,8 +243,8 @@ def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 1024) ->
 
 
 def fit_frequencies(store: GenotypeStore, fit_rows) -> tuple[np.ndarray, np.ndarray]:
-    """ALT frequency over the called genotypes of ``fit_rows``, and which variants are usable
-    (called and polymorphic among them): :func:`seq2king.genetics.pca.allele_frequencies`, streamed."""
+    """``(freq, keep)``: which variants are usable (called and polymorphic among ``fit_rows``) and their ALT
+    frequency over the called genotypes (:func:`seq2king.genetics.pca.allele_frequencies`, streamed)."""
     alt = np.zeros(store.m, dtype=np.int64)
     called = np.zeros(store.m, dtype=np.int64)
     for _, g in store.row_blocks(np.sort(np.asarray(fit_rows))):
@@ -268,4 +252,9 @@ def fit_frequencies(store: GenotypeStore, fit_rows) -> tuple[np.ndarray, np.ndar
         called += ok.sum(0)
         alt += np.where(ok, g, 0).sum(0, dtype=np.int64)
     freq = alt / np.maximum(2 * called, 1)
-    return freq, (called > 0) & (freq > 0) & (freq < 1)
+    keep = (called > 0) & (freq > 0) & (freq < 1)
+    if not keep.any():
+        from seq2king.genetics.pca import _no_variation
+
+        raise _no_variation(store.header.get("genotypes"), len(fit_rows))
+    return freq[keep], keep
