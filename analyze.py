@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from seq2king.analyze_cli import run
+from seq2king.errors import exit_cleanly
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze.yaml")
@@ -21,4 +22,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_cleanly():
+        main()

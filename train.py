@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from seq2king.errors import exit_cleanly
 from seq2king.training import check_data_keys, run
 
 
@@ -26,5 +27,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_data_keys(sys.argv[1:], Path(__file__).parent / "conf")
-    main()
+    with exit_cleanly():
+        check_data_keys(sys.argv[1:], Path(__file__).parent / "conf")
+        main()

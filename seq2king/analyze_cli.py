@@ -16,22 +16,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from seq2king.errors import InputError
+from seq2king.errors import InputError, error_line
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict | None:
-    """analyze.py: the analysis, the audit report or a sweep's table; bad input is one line and exit 2."""
-    from seq2king.training import _input_error
-
+    """analyze.py: the analysis, the audit report or a sweep's table; bad input or a file-system fault is one
+    line and exit 2."""
     try:
         return analyze_or_compare(cfg)
     except Exception as e:
-        bad = _input_error(e)
-        if bad is None:
+        line = error_line(e)
+        if line is None:
             raise
-        print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
+        print(f"seq2king: error: {line}", file=sys.stderr, flush=True)
         raise SystemExit(2)
 
 
@@ -124,6 +123,18 @@ def summary_row(s: dict) -> dict:
     return row
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object a run wrote; a torn or foreign file is one line naming it."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: not the JSON object seq2king writes (torn or edited?); run that job's "
+                         "analysis again or remove its directory from the sweep")
+    return obj
+
+
 def compare(sweep_dir: Path) -> list[dict]:
     """One row per job of a multirun: its overrides, final metrics and headline figures."""
     from seq2king.fileio import atomic_files
@@ -142,16 +153,20 @@ def compare(sweep_dir: Path) -> list[dict]:
         row["status"] = f"failed: {failed.read_text().strip()}" if failed.exists() else "ok"
         metrics = job / "metrics.json"
         if metrics.exists():
-            m = json.loads(metrics.read_text())
+            m = _read_json(metrics)
             row.update({k: round(v, 5) for k, v in m.items() if k in (
                 "val/loss", "val/skill", "test/loss", "test/skill", "val/auroc", "test/auroc",
                 "val/intra_share", "val/lift", "val/top1", "val/knn5")})  # the structure callback's, to sort by
-        summ = job / "analysis" / "summary.json"
-        if summ.exists():
-            row.update(summary_row(json.loads(summ.read_text())))
-        audit = job / "analysis" / "audit.json"
-        if audit.exists():
-            row.update(audit_row(json.loads(audit.read_text())))
+        for path, to_row in ((job / "analysis" / "summary.json", summary_row),
+                             (job / "analysis" / "audit.json", audit_row)):
+            if path.exists():
+                try:
+                    row.update(to_row(_read_json(path)))
+                except (KeyError, TypeError, ValueError, IndexError) as e:
+                    if isinstance(e, InputError):
+                        raise
+                    raise InputError(f"{path}: lacks the fields seq2king writes ({type(e).__name__}: {e}); "
+                                     "run that job's analysis again") from None
         rows.append(row)
     if not rows:
         raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")

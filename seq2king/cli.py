@@ -1,7 +1,9 @@
 """The ``seq2king`` command: ``simulate``, ``king``, ``trait`` and ``inspect``.
 
-Bad input prints one line, ``seq2king: error: ...``, and exits with status 2;
-no traceback and no partial output file.
+Bad input or a file-system fault (a read-only folder, a folder where a file
+goes, a full disk) prints one line, ``seq2king: error: ...``, and exits with
+status 2; no traceback and no partial output file. SIGTERM removes the
+temporaries and exits 143.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from seq2king.errors import InputError
+from seq2king.errors import EXIT_TERMINATED, InputError, Terminated, error_line, raise_on_sigterm
 
 
 def _add_simulate(sub):
@@ -118,6 +120,14 @@ def _wants_table(args) -> bool:
     return bool(args.table or args.table_only or args.degree or args.king_table_filter is not None)
 
 
+def _output_suffixes(args) -> list[str]:
+    """The files a KING run writes after ``--out`` (the .king.id aside)."""
+    suffixes = [".kin0"] if _wants_table(args) else []
+    if not args.table_only:
+        suffixes.append(".king" if args.encoding == "text" else ".king.bin")
+    return suffixes
+
+
 def _king_part(argv: list[str]) -> int:
     """One ``--parallel K N`` part in a submitit job (a module-level function, so it pickles)."""
     rc = _main(argv)
@@ -130,13 +140,21 @@ def _submit_king(args, argv: list[str]) -> int:
     """``--submit N``: the N parts of ``--parallel`` as one submitit job array, then ``cat`` into one file each."""
     import submitit
 
-    from seq2king.fileio import atomic_files
+    from seq2king.fileio import AtomicFiles, atomic_files
+    from seq2king.genetics.genotypes import open_genotypes, select_samples
 
     n = args.submit
     if n < 1:
         raise InputError(f"--submit {n}: need at least 1 part")
     if args.parallel is not None or args.king_cutoff is not None or args.shape != "triangle":
         raise InputError("--submit splits the triangle itself: leave out --parallel, --king-cutoff and --shape")
+    # what every part would find wrong, found once here before anything is submitted: the genotypes
+    # (a truncated .bed, a bad --keep file) and a folder the joined files cannot be written to
+    source = select_samples(open_genotypes(args.bfile, args.pfile, args.vcf), args.keep, args.remove)
+    if source.n_samples < 2:
+        raise InputError(f"--submit: {source.n_samples} people loaded; KING needs at least 2")
+    suffixes = _output_suffixes(args)
+    AtomicFiles(*(f"{args.out}{sfx}" for sfx in suffixes)).discard()
     folder = Path(f"{args.out}.submitit")
     ex = submitit.AutoExecutor(folder=folder, cluster=args.submit_cluster)
     params = {"timeout_min": args.slurm_time, "name": "seq2king-king"}
@@ -154,11 +172,6 @@ def _submit_king(args, argv: list[str]) -> int:
         except Exception as e:
             last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise InputError(f"--submit: part {k} of {n} failed ({last}); its log is in {folder}") from None
-    suffixes = []
-    if _wants_table(args):
-        suffixes.append(".kin0")
-    if not args.table_only:
-        suffixes.append(".king" if args.encoding == "text" else ".king.bin")
     for sfx in suffixes:
         pieces = [Path(f"{args.out}{sfx}.{k}") for k in range(1, n + 1)]
         with atomic_files(f"{args.out}{sfx}") as (tmp,):
@@ -172,16 +185,25 @@ def _submit_king(args, argv: list[str]) -> int:
     return 0
 
 
+def _id_keys(ids) -> list[tuple[str, str, str]]:
+    """``(FID, IID, SID)`` of each person, as plink2 matches sample IDs (a missing FID or SID is "0")."""
+    fid = ids.fid or ["0"] * len(ids.iid)
+    sid = ids.sid or ["0"] * len(ids.iid)
+    return [(str(f), str(i), str(s)) for f, i, s in zip(fid, ids.iid, sid)]
+
+
 def _cutoff_band(prefix: str, samples):
     """An existing ``PREFIX.king.bin`` (+ ``.king.id``) as one KING band, for ``--king-cutoff PREFIX MAX``:
     its people must be the loaded ones, in order (plink2 reads the matrix of the loaded samples too)."""
     from seq2king.genetics.king import KingBand
-    from seq2king.genetics.kingio import read_king
+    from seq2king.genetics.kingio import king_id_for, read_king, read_king_id
 
     km = read_king(f"{prefix}.king.bin", check_finite=False)
-    if list(km.ids) != [str(i) for i in samples.iid]:
-        raise InputError(f"{prefix}.king.id: its {len(km.ids)} people are not the {len(samples.iid)} loaded "
-                         "(same IDs, same order, after --keep/--remove); make the matrix of these people")
+    given = read_king_id(king_id_for(Path(f"{prefix}.king.bin")))
+    if _id_keys(given) != _id_keys(samples):
+        raise InputError(f"{prefix}.king.id: its {len(given)} people are not the {len(samples.iid)} loaded "
+                         "(plink2 matches FID and IID, in order, after --keep/--remove); make the matrix of "
+                         "these people")
     n = len(km.ids)
     return KingBand(0, n, km.values, None, None, None, None, None)
 
@@ -190,11 +212,13 @@ def _run_king(args) -> int:
     from seq2king.genetics.genotypes import open_genotypes, select_samples
     from seq2king.genetics.kingio import PO_IBS0
 
+    if args.king_table_filter is not None and not args.king_table_filter <= 0.5:  # nan, inf too
+        # plink2 takes any finite kinship up to 0.5 (-1 lists every pair) and refuses the rest
+        raise InputError(f"--king-table-filter {args.king_table_filter:g}: must be a kinship of at most 0.5, "
+                         "as plink2 requires (0.0442: third degree or closer)")
     if args.submit is not None:
         return _submit_king(args, args.argv)
     t0 = time.perf_counter()
-    if args.king_table_filter is not None and not args.king_table_filter == args.king_table_filter:
-        raise InputError("--king-table-filter nan: give a number")
     if args.po_ibs0 is not None and not 0 <= args.po_ibs0 <= 1:
         raise InputError(f"--po-ibs0 {args.po_ibs0}: must be a share between 0 and 1")
     table = _wants_table(args)
@@ -383,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command's own process: SIGTERM removes what is half-written on its way out
+        raise_on_sigterm()
     rc = _main(argv)
     if argv is None:
         # The command is its own process and every file it wrote is closed and renamed:
@@ -410,12 +436,18 @@ def _main(argv: list[str] | None) -> int:
             args.argv.append(a)
     try:
         return args.func(args)
-    except InputError as e:
-        print(f"seq2king: error: {e}", file=sys.stderr)
+    except (InputError, OSError) as e:
+        line = error_line(e)
+        if line is None:  # an OSError naming no file: not the user's input, a bug to report
+            raise
+        print(f"seq2king: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("seq2king: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("seq2king: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return EXIT_TERMINATED
     except MemoryError:
         print("seq2king: error: out of memory; lower --memory-gb or --block-variants", file=sys.stderr)
         return 1

@@ -24,8 +24,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seq2king import runtime
-from seq2king.errors import InputError
-from seq2king.fileio import write_json, write_text
+from seq2king.checkpoints import check_fits, read_checkpoint
+from seq2king.errors import error_line
+from seq2king.fileio import ensure_folder, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,15 @@ def build(cfg: DictConfig):
     check = getattr(hydra.utils.get_class(target), "check_config", None) if target else None
     if check is not None:  # the model's own checks first: making the data can take minutes
         check(**OmegaConf.to_container(cfg.model, resolve=True))
+    ckpt = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # a bad file stops before the data
     datamodule = hydra.utils.instantiate(cfg.data)
     t0 = time.perf_counter()
     datamodule.setup()
     log.info("data set-up took %.1f s", time.perf_counter() - t0)
     model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs())  # what the data tells the model
+    if ckpt is not None:  # resuming: the same model, and the same data (split and every byte), or one line
+        check_fits(ckpt, model, cfg.ckpt_path)
+        datamodule.load_state_dict(ckpt.get(type(datamodule).__qualname__) or {})
     loggers = instantiate_loggers(cfg, output_dir)
     callbacks = []
     for c in (cfg.get("callbacks") or {}).values():
@@ -118,8 +123,7 @@ def train(cfg: DictConfig) -> dict:
     """Fit (and test) one job; returns the metrics dict."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     runtime.configure(cfg.get("matmul_precision", "auto"), runtime.trainer_device(cfg.trainer.get("accelerator")))
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = ensure_folder(cfg.paths.output_dir)
     try:
         return _fit_and_test(cfg, output_dir)
     finally:
@@ -205,27 +209,16 @@ def check_data_keys(argv: list[str], conf_dir: Path) -> None:
             raise SystemExit(2)
 
 
-def _input_error(e: BaseException) -> InputError | None:
-    """The InputError behind ``e`` (Hydra wraps errors raised while instantiating)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, InputError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
 FAILED_FILE = "FAILED"
 
 
 def _last_line(e: BaseException) -> str:
-    """A bad input's own message, else the exception's type and last line."""
-    bad = _input_error(e)
-    lines = str(bad if bad is not None else e).strip().splitlines() or [""]
-    if bad is not None:
-        return lines[-1]
-    return f"{type(e).__name__}: {lines[-1]}" if lines[-1] else type(e).__name__
+    """A bad input's (or file-system fault's) own line, else the exception's type and last line."""
+    line = error_line(e)
+    if line is not None:
+        return line
+    last = (str(e).strip().splitlines() or [""])[-1]
+    return f"{type(e).__name__}: {last}" if last else type(e).__name__
 
 
 def _record_failure(cfg: DictConfig, e: BaseException) -> None:
@@ -289,9 +282,9 @@ def run(cfg: DictConfig) -> float:
         if cfg.get("analyze"):
             _analyze(cfg)
     except Exception as e:
-        bad = _input_error(e)
-        if bad is not None and not _is_multirun():
-            print(f"seq2king: error: {bad}", file=sys.stderr, flush=True)
+        line = error_line(e)
+        if line is not None and not _is_multirun():
+            print(f"seq2king: error: {line}", file=sys.stderr, flush=True)
             raise SystemExit(2)
         if _is_multirun():
             _record_failure(cfg, e)

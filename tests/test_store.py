@@ -73,21 +73,36 @@ def test_store_fast_path_equals_the_full_counts():
 def test_a_store_that_does_not_match_its_genotypes_is_rebuilt(tmp_path, caplog):
     from seq2king.genetics.genotypes import BedSource
     from seq2king.genetics.store import GenotypeStore
+    from seq2king.integrity import write_manifest
 
     prefix = tmp_path / "s"
     source = BedSource(FIXTURE)
     first = GenotypeStore.open_or_build(prefix, source, progress=False)
     good = first.king(np.arange(10))
     header = json.loads(Path(f"{prefix}.store.json").read_text())
-    # a store of other genotypes at the same place: different people, truncated data
-    Path(f"{prefix}.store.json").write_text(json.dumps({**header, "ids": "0" * 32}))
+    files = {"store.npy": f"{prefix}.store.npy", "stats.npy": f"{prefix}.store.stats.npy"}
+    meta = {k: v for k, v in header.items() if k not in ("files", "seal")}
+    # a store of other people at the same place, with a manifest that holds (sealed, checksums right)
+    write_manifest(f"{prefix}.store.json", files, **{**meta, "ids": "0" * 32})
     with caplog.at_level(logging.WARNING):
         again = GenotypeStore.open_or_build(prefix, source, progress=False)
-    assert "does not match" in caplog.text and "people differ" in caplog.text
+    assert "cannot be used" in caplog.text and "people differ" in caplog.text
     assert _same(again.king(np.arange(10)), good)
+    # a hand-edited manifest: its seal no longer holds
+    edited = json.loads(Path(f"{prefix}.store.json").read_text())
+    Path(f"{prefix}.store.json").write_text(json.dumps({**edited, "variants": edited["variants"] - 1}))
+    assert "not sealed" in GenotypeStore.matches(prefix, source)
+    assert _same(GenotypeStore.open_or_build(prefix, source, progress=False).king(np.arange(10)), good)
+    size = Path(f"{prefix}.store.npy").stat().st_size
     with open(f"{prefix}.store.npy", "r+b") as fh:
         fh.truncate(1000)
-    assert GenotypeStore.matches(prefix, source) == "its size does not match its header"
+    assert GenotypeStore.matches(prefix, source) == f"s.store.npy is 1,000 bytes, its manifest says {size}"
+    assert _same(GenotypeStore.open_or_build(prefix, source, progress=False).king(np.arange(10)), good)
+    # the same size, 400 bytes overwritten in place: caught by the checksum, rebuilt, the same values
+    with open(f"{prefix}.store.npy", "r+b") as fh:
+        fh.seek(size // 2)
+        fh.write(bytes(400))
+    assert "does not match its checksum" in GenotypeStore.matches(prefix, source)
     assert _same(GenotypeStore.open_or_build(prefix, source, progress=False).king(np.arange(10)), good)
     assert not list(tmp_path.glob("*.tmp"))  # nothing half-written left behind
 

@@ -100,7 +100,8 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
                                   f"people (analysis.max_people={s.max_people})")
     seqs = make_sequences(people, max_seq, s.coverage, s.seed)
     model_ex = MATRIX_METHODS["model"](ctx, seqs)
-    if cohort.levels is None:
+    wanted = _levels_to_analyse(cohort.levels, s.levels, people)
+    if not wanted:
         summary.update(outputs.unlabelled(out, ctx, model_ex, s))
         outputs.write_json(out / "summary.json", summary)
         return _extras(summary, out, lambda: outputs.unlabelled_extras(out, ctx, model_ex, s), run, wandb_log)
@@ -130,12 +131,6 @@ def analyze(run_dir: str | None = None, ckpt_path: str | None = None, settings: 
             f"{', '.join(missing)} not computed: the run's inputs have no "
             + ("genotypes (a KING matrix alone), so only the baselines KING allows are shown"
                if "softmax_grm" in missing else "genotype PCs in the token (data.genotype_pcs=0)"))
-    names = list(cohort.levels)
-    wanted = list(s.levels) if s.levels else names
-    unknown = [c for c in wanted if c not in cohort.levels]
-    if unknown:
-        raise InputError(f"analysis.levels={wanted}: no categorical label column {unknown[0]!r} "
-                         f"(the labels file has {', '.join(names)})")
     levels, details = {}, {}
     ids = [str(cohort.ids[p]) for p in ctx.people]  # for the interactive page: the same for every level
     label_table = {c: [str(v[p]) for p in ctx.people] for c, v in cohort.levels.items()}
@@ -213,6 +208,28 @@ def _extras(summary: dict, out, make, run, wandb_log: bool) -> dict:
     summary["extras"] = status
     outputs.write_json(out / "summary.json", summary)
     return summary
+
+
+def _levels_to_analyse(cohort_levels: dict | None, asked: tuple | None, people: np.ndarray) -> list[str]:
+    """The label columns to analyse (``analysis.levels``, else all): a column with one group among the
+    analysed people has nothing to tell apart (lift 1, p = 1 by construction) and is skipped, said once."""
+    if cohort_levels is None:
+        return []
+    names = list(cohort_levels)
+    wanted = list(asked) if asked else names
+    unknown = [c for c in wanted if c not in cohort_levels]
+    if unknown:
+        raise InputError(f"analysis.levels={wanted}: no categorical label column {unknown[0]!r} "
+                         f"(the labels file has {', '.join(names)})")
+    kept = []
+    for col in wanted:
+        groups = sorted(set(np.asarray(cohort_levels[col])[people]))
+        if len(groups) < 2:
+            log.warning("label level %s: every one of the %d analysed people is in %r, so there is no structure "
+                        "to find; level skipped", col, len(people), groups[0] if groups else "")
+            continue
+        kept.append(col)
+    return kept
 
 
 def parent_level(levels: dict[str, list], col: str) -> dict | None:

@@ -7,8 +7,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from seq2king.checkpoints import check_fits, read_checkpoint
+from seq2king.data.cohort import check_digests
 from seq2king.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,17 @@ def load_run(run_dir: str | None = None, ckpt_path: str | None = None, device: s
     if not cfg_path.exists():
         raise InputError(f"{run_dir}: no .hydra/config.yaml; analyze needs the train run's directory")
     cfg = OmegaConf.load(cfg_path)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup()
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-    verify_split(run_dir, datamodule, ckpt.get(type(datamodule).__qualname__))
-    module = Seq2KingModule(**ckpt["hyper_parameters"])
+    ckpt = read_checkpoint(ckpt_path, map_location=device)  # before the data: a bad file stops at once
+    try:
+        module = Seq2KingModule(**ckpt["hyper_parameters"])
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{ckpt_path}: not a checkpoint of a seq2king model ({str(e).splitlines()[0]})") from None
+    check_fits(ckpt, module, ckpt_path)
     module.load_state_dict(ckpt["state_dict"])
     module.eval().to(device)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    verify_split(run_dir, datamodule, ckpt.get(type(datamodule).__qualname__))
     log.info("loaded %s", ckpt_path)
     return Run(cfg, datamodule, module, run_dir, Path(ckpt_path))
 
@@ -76,10 +80,14 @@ def verify_split(run_dir: Path, datamodule, ckpt_state: dict | None) -> None:
 
     Compares with the datamodule state stored in the checkpoint (cohort positions)
     and with ``split.json`` (IDs), whichever the run has. Changed data, labels, cache or
-    ``data.split_seed`` all show up here.
+    ``data.split_seed`` all show up here; so do genotypes (or a KING file) whose bytes
+    changed with the same people, through the content digests both record.
     """
     ids = datamodule.cohort.ids
     now = {k: [ids[i] for i in v] for k, v in datamodule.splits.items()}
+    advice = "analyse it with the data it was trained on, or train again"
+    if ckpt_state:
+        check_digests(ckpt_state.get("digests"), datamodule.cohort.digests, f"the run {run_dir}", advice)
     recorded = []
     if ckpt_state and "splits" in ckpt_state:
         n = len(ids)
@@ -88,7 +96,13 @@ def verify_split(run_dir: Path, datamodule, ckpt_state: dict | None) -> None:
                              "cohort; the data changed since training")
         recorded.append(("the checkpoint's", {k: [ids[i] for i in v] for k, v in ckpt_state["splits"].items()}))
     if (run_dir / "split.json").exists():
-        saved = json.loads((run_dir / "split.json").read_text())
+        try:
+            saved = json.loads((run_dir / "split.json").read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            raise InputError(f"{run_dir / 'split.json'}: not the JSON a train run writes")
+        check_digests(saved.get("digests"), datamodule.cohort.digests, f"the run {run_dir}", advice)
         recorded.append(("split.json's", {k: saved[k] for k in now if k in saved}))
     if not recorded:
         log.warning("%s: neither the checkpoint nor split.json records the split; it cannot be checked", run_dir)

@@ -19,16 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from seq2king.errors import InputError
-from seq2king.fileio import write_text
+from seq2king.fileio import temp_folder, write_text
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +45,11 @@ def _train_py() -> Path:
 
 def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
     """The default seq2king run on the audit's training people, trained on first use."""
-    from seq2king.data.cohort import _file_fingerprint, _key, default_cache_dir
+    from seq2king.data.cohort import cache_key, cache_root, content_digests, genotype_files
 
-    exts = {"plink": [".bed", ".bim", ".fam"], "pgen": [".pgen", ".pvar", ".psam"], "vcf": [""]}[dm.kind]
-    files = _file_fingerprint([Path(str(dm.path) + e) for e in exts])
-    key = _key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids})
-    cache = Path(dm.cache_dir) if dm.cache_dir else default_cache_dir()
+    cache = cache_root(dm.cache_dir)
+    files = content_digests(genotype_files(dm.kind, dm.path)[1], cache)
+    key = cache_key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids})
     run_dir = cache / "seq2king_runs" / key
     if (run_dir / "checkpoints" / "last.ckpt").exists():
         log.info("seq2king ancestry model: cached run %s", run_dir)
@@ -60,8 +57,7 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     split_file = run_dir.parent / f"{key}.split.json"  # beside the run: its saved config points here
     write_text(split_file, json.dumps(splits_ids))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=run_dir.parent))
-    try:
+    with temp_folder(run_dir) as tmp:
         flag = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf"}[dm.kind]
         cmd = [sys.executable, str(_train_py()), f"data={dm.kind}", f"data.{flag}={dm.path}",
                f"data.split_file={split_file}", f"hydra.run.dir={tmp}", "logger=none", f"paths.cache_dir={cache}"]
@@ -72,13 +68,8 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
         if done.returncode != 0:
             raise InputError(f"training the seq2king ancestry model failed (exit {done.returncode}); "
                              f"command: {' '.join(cmd)}")
-        if run_dir.exists():  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        if not run_dir.exists():  # else another process finished first
             os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return run_dir
 
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2king.data.cohort import _key, default_cache_dir
+from seq2king.data.cohort import cache_key, cache_root, cached_build
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,29 @@ def load_scenario(samples: int = 2000, loci: int = 10_000, length: float = 50e6,
 
     shift = {str(k): float(v) for k, v in (shift or {}).items()}
     ascertain = (str(ascertain[0]), float(ascertain[1])) if ascertain else None
-    cohort_key = _key({"kind": "audit_cohort", "samples": samples, "loci": loci, "length": float(length),
-                       "seed": seed, "fst": [float(f) for f in fst]})
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    prefix = cache / cohort_key / "cohort"
-    if not Path(str(prefix) + ".bed").exists():
-        log.info("simulating the audit cohort: %d people, %d loci (cached in %s)", samples, loci, prefix.parent)
+    payload = {"kind": "audit_cohort", "samples": samples, "loci": loci, "length": float(length), "seed": seed,
+               "fst": [float(f) for f in fst]}
+    cache = cache_root(cache_dir)
+    entry = cache / cache_key(payload)
+    prefix = entry / "cohort"
+    files = {ext: Path(f"{prefix}{ext}") for ext in (".bed", ".bim", ".fam", ".labels.tsv")}
+
+    def simulate():
+        log.info("simulating the audit cohort: %d people, %d loci (cached in %s)", samples, loci, entry)
         simulate_two_populations(prefix, samples=samples, loci=loci, length=length, seed=seed, fst=tuple(fst))
+
+    cohort = cached_build(Path(f"{prefix}.sim.json"), files, {"simulation": payload}, simulate, "audit cohort")
     spec = TraitSpec(h2=float(h2), causal=int(causal), binary=True, prevalence=float(prevalence), shift=shift,
                      ascertain=ascertain, seed=int(trait_seed))
-    trait_key = _key({"kind": "audit_trait", "cohort": cohort_key, "spec": spec.__dict__})
-    trait = cache / cohort_key / f"trait_{trait_key}"
+    trait = entry / f"trait_{cache_key({'kind': 'audit_trait', 'spec': spec.__dict__})}"
     labels = str(prefix) + ".labels.tsv"
-    if not Path(str(trait) + ".pheno.tsv").exists():
+    trait_files = {ext: Path(f"{trait}{ext}") for ext in (".pheno.tsv", ".causal.tsv")}
+
+    def make_trait():
         source = BedSource(prefix)
         pops = read_labels(labels, source.samples.iid, column="population")
-        t = simulate_trait(source.read_all(), spec, pops)
-        write_trait(trait, t, source, spec)
-    return ScenarioFiles(str(prefix), labels, str(trait) + ".pheno.tsv", str(trait) + ".causal.tsv")
+        write_trait(trait, simulate_trait(source.read_all(), spec, pops), source, spec)
+
+    cached_build(Path(f"{trait}.json"), trait_files, {"spec": spec.__dict__, "cohort": cohort["files"]}, make_trait,
+                 "audit trait")
+    return ScenarioFiles(str(prefix), labels, str(trait_files[".pheno.tsv"]), str(trait_files[".causal.tsv"]))

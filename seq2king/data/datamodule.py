@@ -28,7 +28,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from seq2king.data.cohort import Cohort, load_genotypes, load_king, load_simulated
+from seq2king.data.cohort import STORES, Cohort, check_digests, load_genotypes, load_king, load_simulated
+from seq2king.data.feature_cache import feature_key, load_features, save_features
 from seq2king.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0,
                  store: str = "auto", memory_max_people: int = 5000, pca_fit_max: int = 10000):
         super().__init__()
-        from seq2king.data.cohort import STORES
-
         if store not in STORES:
             raise InputError(f"data.store={store!r}: choose one of {', '.join(STORES)}")
         if memory_max_people < 0 or pca_fit_max < 2:
@@ -340,26 +339,19 @@ class Seq2KingDataModule(pl.LightningDataModule):
         scaler from ``scaler_pairs`` random pairs of training tokens (the full path: all pairs), genotype
         features from the store (:meth:`_genotype_features_stream`); targets per batch (:meth:`collate`).
         The features are cached beside the store, keyed by everything they depend on."""
-        import hashlib
-        import json
-
-        from seq2king.fileio import atomic_files, write_json
-
         store, rows = cohort.store, cohort.store_rows
-        digest = hashlib.sha256(json.dumps(
-            {"v": 1, "store": store.header, "rows": hashlib.sha256(rows.tobytes()).hexdigest(),
-             "train": hashlib.sha256(train.tobytes()).hexdigest(), "panel": panel.tolist(),
-             "scaling": self.scaling, "genotype_features": self.genotype_features, "pcs": self.genotype_pcs,
-             "pca_fit_max": self.pca_fit_max, "seed": self.split_seed}, sort_keys=True).encode()).hexdigest()[:16]
-        cached = Path(store.prefix).parent / f"features-{digest}"
-        if Path(str(cached) + ".json").exists():
-            meta = json.loads(Path(str(cached) + ".json").read_text())
-            self.features = torch.from_numpy(np.load(str(cached) + ".npy"))
+        folder = Path(store.prefix).parent
+        key = feature_key(store=store.header, rows=rows, train=train, panel=panel.tolist(), scaling=self.scaling,
+                          genotype_features=self.genotype_features, pcs=self.genotype_pcs,
+                          pca_fit_max=self.pca_fit_max, seed=self.split_seed)
+        cached = load_features(folder, key, len(cohort.ids))
+        if cached is not None:
+            features, meta = cached
+            self.features = torch.from_numpy(features)
             self.scaler = Scaler(*meta["scaler"])
             self.target_mean, self.target_top = meta["target_mean"], meta["target_top"]
             self.feature_blocks = {k: tuple(v) for k, v in meta["feature_blocks"].items()}
             self.input_lines = meta["input_lines"]
-            log.info("token features read from %s.npy", cached)
             return
         n = len(cohort.ids)
         if len(panel):
@@ -382,14 +374,11 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if self.genotype_features and len(panel):
             self._add_genotype_features(self._genotype_features_stream(cohort, train, panel))
         self._fit_input_line(cohort, train)
-        with atomic_files(str(cached) + ".npy") as (tmp,):
-            with open(tmp, "wb") as fh:
-                np.save(fh, self.features.numpy())
-        write_json(Path(str(cached) + ".json"),
-                   {"scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale],
-                    "target_mean": self.target_mean, "target_top": self.target_top,
-                    "feature_blocks": {k: list(v) for k, v in self.feature_blocks.items()},
-                    "input_lines": self.input_lines})
+        save_features(folder, key, self.features.numpy(),
+                      scaler=[self.scaler.kind, self.scaler.shift, self.scaler.scale],
+                      target_mean=self.target_mean, target_top=self.target_top,
+                      feature_blocks={k: list(v) for k, v in self.feature_blocks.items()},
+                      input_lines=self.input_lines)
 
     def _genotype_features_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
         """:meth:`_genotype_features` from the store, in passes over row blocks: the genomic relationship
@@ -542,6 +531,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         out = {name: [ids[i] for i in idx] for name, idx in self.splits.items()}
         out["scaler"] = {"kind": self.scaler.kind, "shift": self.scaler.shift, "scale": self.scaler.scale}
         out["source"] = self.cohort.source
+        out["digests"] = dict(self.cohort.digests or {})  # what the run was made from: every byte's digest
         return out
 
     def write_split(self, path: Path) -> None:
@@ -591,11 +581,14 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if self.cohort is None:
             return {}
         return {"splits": {k: [int(i) for i in v] for k, v in self.splits.items()},
-                "scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale]}
+                "scaler": [self.scaler.kind, self.scaler.shift, self.scaler.scale],
+                "digests": {str(k): str(v) for k, v in (self.cohort.digests or {}).items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if not state or self.cohort is None:
             return
+        check_digests(state.get("digests"), self.cohort.digests, "the checkpoint",
+                      "resume needs the data it was trained on (or train afresh without ckpt_path)")
         for k, v in state["splits"].items():
             if list(map(int, self.splits[k])) != v:
                 raise InputError(

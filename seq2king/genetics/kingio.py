@@ -393,7 +393,7 @@ def _check_values(path: Path, values: np.ndarray) -> None:
         )
 
 
-def _king_id_for(path: Path) -> Path:
+def king_id_for(path: Path) -> Path:
     name = path.name
     for suffix in (".king.bin", ".king", ".npy"):
         if name.endswith(suffix):
@@ -427,7 +427,7 @@ def read_king(path: str | os.PathLike, check_finite: bool = True) -> KingMatrix:
 
 
 def _read_king_bin(path: Path) -> KingMatrix:
-    ids = read_king_id(_king_id_for(path))
+    ids = read_king_id(king_id_for(path))
     n = len(ids)
     size = path.stat().st_size
     layouts = {
@@ -438,7 +438,7 @@ def _read_king_bin(path: Path) -> KingMatrix:
     }
     if size not in layouts:
         raise FileFormatError(
-            f"{path}: {size} bytes does not fit the {n} IDs in {_king_id_for(path).name} "
+            f"{path}: {size} bytes does not fit the {n} IDs in {king_id_for(path).name} "
             f"(triangle needs {n * (n - 1) // 2 * 8} or {n * (n - 1) // 2 * 4}, "
             f"square {n * n * 8} or {n * n * 4})"
         )
@@ -468,7 +468,7 @@ def _symmetrize_square(path: Path, values: np.ndarray) -> np.ndarray:
 
 
 def _read_king_text(path: Path) -> KingMatrix:
-    ids = read_king_id(_king_id_for(path))
+    ids = read_king_id(king_id_for(path))
     n = len(ids)
     with open(path) as fh:
         rows = [ln.split() for ln in fh if ln.strip()]
@@ -483,7 +483,7 @@ def _read_king_text(path: Path) -> KingMatrix:
     else:
         raise FileFormatError(
             f"{path}: {len(rows)} rows do not form a triangle or square matrix for the {n} IDs "
-            f"in {_king_id_for(path).name}"
+            f"in {king_id_for(path).name}"
         )
     return KingMatrix(ids.iid, values)
 
@@ -527,7 +527,7 @@ def _read_npy(path: Path) -> KingMatrix:
         values = np.load(path, allow_pickle=False)
     except ValueError as e:
         raise FileFormatError(f"{path}: not a plain .npy array ({e})") from None
-    id_path = _king_id_for(path)
+    id_path = king_id_for(path)
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise FileFormatError(f"{path}: array has shape {values.shape}, a KING matrix must be square")
     ids = read_king_id(id_path).iid if id_path.exists() else [str(i) for i in range(len(values))]

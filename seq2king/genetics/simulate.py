@@ -445,6 +445,8 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
         raise InputError(f"--loci {loci}: need at least 100 loci")
     import tempfile
 
+    from seq2king.fileio import temp_folder
+
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "continents"
@@ -466,8 +468,7 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     counts = allocate(samples, [1.0] * 26)
     pop_of, supers = [], []
     width = len(str(samples))
-    Path(str(out)).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(str(out)).parent) as tmp:
+    with temp_folder(Path(str(out) + ".bed")) as tmp:
         # People are drawn population by population, each population's block written into a
         # variant-major scratch file (its columns of every variant's row), so memory holds one
         # population's block, never people x loci; rows are then read back in order for the .bed.

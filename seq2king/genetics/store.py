@@ -5,10 +5,11 @@ variant's record for everyone. Training a model on a biobank needs the KING amon
 the 128 people of one sequence, so the genotypes are transposed once into
 ``PREFIX.store.npy`` (an ordinary ``.npy``: ``np.load(path, mmap_mode="r")`` opens
 it), ``(people, variants)`` int8 non-REF counts with missing calls ``-127``, only
-the variants plink2's KING uses, beside a ``PREFIX.store.json`` header naming the
-genotypes it came from. The header is written last: a store without one is
-incomplete and is rebuilt; a store whose people or variants differ from its
-genotypes is rebuilt too (never used).
+the variants plink2's KING uses, beside a ``PREFIX.store.json`` manifest naming the
+genotypes it came from (their digests) and the checksums of the store's files.
+The manifest is written last and checked byte for byte when the store is opened
+(:mod:`seq2king.integrity`): a store without one is incomplete, and one whose
+bytes, people or genotypes differ is rebuilt too (never used).
 
 Rows are read with ``os.pread`` (not a memory map), so a process holds only the
 rows it reads: a training process's memory does not grow with the store.
@@ -30,12 +31,14 @@ import numpy as np
 import torch
 
 from seq2king.errors import InputError
+from seq2king.fileio import atomic_files
 from seq2king.genetics.genotypes import MISSING, GenotypeSource
 from seq2king.genetics.king import _kinship
+from seq2king.integrity import check_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 2
+STORE_VERSION = 3  # 3: a sealed manifest with the files' checksums and the genotypes' digests
 
 
 def _ids_digest(iids) -> str:
@@ -107,44 +110,48 @@ class GenotypeStore:
             yield slice(s, min(s + block, len(idx))), self.rows(idx[s:s + block])
 
     # -- building --------------------------------------------------------------------
+    @staticmethod
+    def _files(prefix: str) -> dict[str, Path]:
+        return {"store.npy": Path(prefix + ".store.npy"), "stats.npy": Path(prefix + ".store.stats.npy")}
+
     @classmethod
-    def matches(cls, prefix: str | os.PathLike, source: GenotypeSource) -> str | None:
-        """None when the store at ``prefix`` is complete and holds ``source``'s people and KING variants,
-        else why not."""
+    def matches(cls, prefix: str | os.PathLike, source: GenotypeSource, inputs: list[str] | None = None) -> str | None:
+        """None when the store at ``prefix`` is complete, intact (every byte as its manifest's checksum says)
+        and holds ``source``'s people and KING variants (made from genotypes whose digests are ``inputs``,
+        when given), else why not."""
         prefix = str(prefix)
-        hp, dp = Path(prefix + ".store.json"), Path(prefix + ".store.npy")
-        if not hp.exists() or not dp.exists() or not Path(prefix + ".store.stats.npy").exists():
-            return "not built"
-        try:
-            h = json.loads(hp.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return "its header is not JSON"
-        if h.get("version") != STORE_VERSION:
-            return f"store version {h.get('version')} (this seq2king writes {STORE_VERSION})"
+        expect = {"version": STORE_VERSION} if inputs is None else {"version": STORE_VERSION, "inputs": inputs}
+        h, why = check_manifest(prefix + ".store.json", cls._files(prefix), expect=expect)
+        if h is None:
+            return why
         if h.get("people") != source.n_samples or h.get("ids") != _ids_digest(source.samples.iid):
             return "its people differ from the genotypes'"
-        n_var = source.count_variants(king_only=True)
-        if n_var is not None and h.get("variants") != n_var:
-            return f"it holds {h.get('variants')} variants, the genotypes {n_var}"
-        if dp.stat().st_size != int(h["offset"]) + int(h["people"]) * int(h["variants"]):
+        if inputs is None:
+            n_var = source.count_variants(king_only=True)
+            if n_var is not None and h.get("variants") != n_var:
+                return f"it holds {h.get('variants')} variants, the genotypes {n_var}"
+        if h["files"]["store.npy"]["size"] != int(h["offset"]) + int(h["people"]) * int(h["variants"]):
             return "its size does not match its header"
         return None
 
     @classmethod
-    def open_or_build(cls, prefix: str | os.PathLike, source: GenotypeSource, progress: bool = True) -> "GenotypeStore":
-        why = cls.matches(prefix, source)
+    def open_or_build(cls, prefix: str | os.PathLike, source: GenotypeSource, inputs: list[str] | None = None,
+                      progress: bool = True) -> "GenotypeStore":
+        """The store at ``prefix``, checked byte for byte against its manifest (:meth:`matches`), or built
+        again (one warning line) when it is missing, changed, torn or of other genotypes."""
+        why = cls.matches(prefix, source, inputs)
         if why is not None:
             if why != "not built":
-                log.warning("genotype store %s.store.npy does not match %s (%s): rebuilding it",
-                            prefix, source.path, why)
-            cls.build(prefix, source, progress=progress)
+                log.warning("genotype store %s.store.npy cannot be used (%s): building it again", prefix, why)
+            cls.build(prefix, source, inputs=inputs, progress=progress)
         return cls(prefix)
 
     @classmethod
     def build(cls, prefix: str | os.PathLike, source: GenotypeSource, block_variants: int = 4096,
-              progress: bool = True) -> None:
+              inputs: list[str] | None = None, progress: bool = True) -> None:
         """Transpose ``source``'s KING variants into ``PREFIX.store.npy``, one variant block at a time
-        (memory: one block, ``people x block_variants`` bytes). Temporary files, then renames."""
+        (memory: one block, ``people x block_variants`` bytes). Temporary files, then renames; the sealed
+        manifest ``PREFIX.store.json`` (the files' checksums, ``inputs``: the genotypes' digests) last."""
         from tqdm.auto import tqdm
 
         prefix = str(prefix)
@@ -154,11 +161,10 @@ class GenotypeStore:
             m = sum(b.shape[1] for b in source.iter_blocks(block_variants, king_only=True))
         if m == 0:
             raise InputError(f"{source.path}: no variants left for KING (only autosomes, XY and contig 0 are used)")
-        from seq2king.fileio import atomic_files, write_json
-
-        Path(prefix + ".store.json").unlink(missing_ok=True)  # the header goes last: until then, not built
+        Path(prefix + ".store.json").unlink(missing_ok=True)  # the manifest goes last: until then, not built
         stats = np.zeros((n, 3), dtype=np.int64)  # het, sum of g^2, missing
-        with atomic_files(prefix + ".store.npy", prefix + ".store.stats.npy") as (tmp, stats_tmp):
+        files = cls._files(prefix)
+        with atomic_files(files["store.npy"], files["stats.npy"]) as (tmp, stats_tmp):
             with open(tmp, "wb") as fh:
                 np.lib.format.write_array_header_1_0(
                     fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
@@ -188,9 +194,9 @@ class GenotypeStore:
                 raise InputError(f"{source.path}: {v0} KING variants read, {m} expected")
             with open(stats_tmp, "wb") as fh:
                 np.save(fh, stats)
-        write_json(Path(prefix + ".store.json"),
-                   {"version": STORE_VERSION, "people": n, "variants": int(m), "offset": int(offset),
-                    "ids": _ids_digest(source.samples.iid), "genotypes": str(source.path)})
+        write_manifest(prefix + ".store.json", files, version=STORE_VERSION, people=n, variants=int(m),
+                       offset=int(offset), ids=_ids_digest(source.samples.iid), genotypes=str(source.path),
+                       **({} if inputs is None else {"inputs": inputs}))
 
 
 # ----------------------------------------------------------------------------- KING from rows
