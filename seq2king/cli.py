@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from seq2king.errors import EXIT_TERMINATED, InputError, Terminated, error_line, raise_on_sigterm
+from seq2king.fileio import AtomicFiles, atomic_files
 
 
 def _add_simulate(sub):
@@ -74,6 +76,8 @@ def _add_king(sub):
     src.add_argument("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")
     src.add_argument("--vcf", help="VCF or BCF file (bgzipped or not)")
     p.add_argument("--out", required=True, help="output prefix")
+    # plink2 reads "--king-table-filter -1e9" as a number; argparse's own pattern stops at "-1.5"
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
     p.add_argument("--shape", default="triangle", choices=["triangle", "square", "square0"],
                    help="matrix shape (default: %(default)s)")
     p.add_argument("--encoding", default="bin", choices=["bin", "bin4", "text"],
@@ -140,7 +144,6 @@ def _submit_king(args, argv: list[str]) -> int:
     """``--submit N``: the N parts of ``--parallel`` as one submitit job array, then ``cat`` into one file each."""
     import submitit
 
-    from seq2king.fileio import AtomicFiles, atomic_files
     from seq2king.genetics.genotypes import open_genotypes, select_samples
 
     n = args.submit
@@ -254,6 +257,8 @@ def _run_king(args) -> int:
     if args.king_cutoff is not None:
         from seq2king.genetics.relatives import prune_related, related_pairs, write_cutoff_ids
 
+        # a folder the lists cannot be written to fails now, not after every pair is computed
+        AtomicFiles(f"{args.out}.king.cutoff.in.id", f"{args.out}.king.cutoff.out.id").discard()
         if cutoff_prefix is not None:
             bands = [_cutoff_band(cutoff_prefix, source.samples)]
         else:

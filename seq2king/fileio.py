@@ -144,11 +144,25 @@ class AtomicFiles:
 
 
 @contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An ``OSError`` that names no file (a ``write`` on an open file: a full disk) re-raised naming ``path``,
+    the output the user asked for."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
+@contextlib.contextmanager
 def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
-    """Yield temporary paths beside ``paths``; rename them into place if the block succeeds."""
+    """Yield temporary paths beside ``paths``; rename them into place if the block succeeds. A fault of the
+    block's writes that names no file names the first of ``paths``."""
     files = AtomicFiles(*paths)
     try:
-        yield list(files.tmps)
+        with naming(paths[0]):
+            yield list(files.tmps)
         files.commit()
     finally:
         files.discard()

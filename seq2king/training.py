@@ -239,6 +239,26 @@ def _record_failure(cfg: DictConfig, e: BaseException) -> None:
     print(f"seq2king: job failed ({out}): {line}; the sweep goes on", file=sys.stderr, flush=True)
 
 
+class OutputFolder(Callback):
+    """Hydra callback: the run (or sweep) folder made before Hydra makes it, so a folder that cannot be made
+    (read-only, a file in its place) is one line and exit 2, not Hydra's traceback."""
+
+    @staticmethod
+    def _make(folder) -> None:
+        try:
+            ensure_folder(folder)
+        except OSError as e:
+            print(f"seq2king: error: {error_line(e)} (the run folder: hydra.run.dir / hydra.sweep.dir)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._make(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._make(config.hydra.sweep.dir)
+
+
 class FailedJobs(Callback):
     """Hydra callback: at the end of a multirun, one line per job with a ``FAILED`` file, then exit 1.
 

@@ -24,12 +24,14 @@ Corrections (``audit.correction``):
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from seq2king.data.cohort import cache_root, content_digests, genotype_files
 from seq2king.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,8 @@ class AuditDataModule(pl.LightningDataModule):
 
         self._files()
         source = self.open_genotypes()
+        files = [*genotype_files(self.kind, self.path)[1], Path(self.phenotype_path)]
+        self.digests = {str(f): d for f, d in zip(files, content_digests(files, cache_root(self.cache_dir)))}
         y_all = binary_phenotype(read_phenotype(self.phenotype_path, source.samples, self.phenotype_column),
                                  self.phenotype_path)
         people = np.flatnonzero(~np.isnan(y_all))
@@ -222,7 +226,8 @@ class AuditDataModule(pl.LightningDataModule):
 
     def split_summary(self) -> dict:
         return {name: [self.ids[i] for i in idx] for name, idx in self.splits.items()} | {
-            "source": f"{self.kind}:{self.path}", "phenotype": str(self.phenotype_path)}
+            "source": f"{self.kind}:{self.path}", "phenotype": str(self.phenotype_path),
+            "digests": dict(self.digests)}  # every byte of the genotypes and phenotypes the run was made from
 
     def write_split(self, path) -> None:
         from seq2king.fileio import write_json

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seq2king.data.cohort import check_digests
 from seq2king.errors import InputError
 from seq2king.fileio import write_json
 
@@ -191,7 +192,10 @@ def _check_split(run_dir: Path, dm) -> None:
 
     path = run_dir / "split.json"
     if path.exists():
-        _compare_splits(run_dir, dm.split_summary(), json.loads(path.read_text()), "split.json's")
+        saved = json.loads(path.read_text())
+        check_digests(saved.get("digests"), dm.digests, f"the run {run_dir}",
+                      "analyse it with the data it was trained on, or train again")
+        _compare_splits(run_dir, dm.split_summary(), saved, "split.json's")
 
 
 def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, causal) -> None:

@@ -18,6 +18,7 @@ Readers return a :class:`KingMatrix` from any of those, from KING's own
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from seq2king.errors import FileFormatError, InputError
-from seq2king.fileio import AtomicFiles
+from seq2king.fileio import AtomicFiles, naming
 from seq2king.genetics.genotypes import SampleIds
 from seq2king.genetics.king import KingBand
 
@@ -265,9 +266,13 @@ class KingWriter:
     # -- matrix -------------------------------------------------------------------------
     def add(self, band: KingBand) -> None:
         if self.table:
-            self._write_table_rows(band)
-        if not self.matrix:
-            return
+            with naming(self.table_path):
+                self._write_table_rows(band)
+        if self.matrix:
+            with naming(self.matrix_path):
+                self._add_matrix_rows(band)
+
+    def _add_matrix_rows(self, band: KingBand) -> None:
         if self.shape == "triangle":
             for i in range(band.r0, band.r1):
                 if i == 0:
@@ -311,18 +316,21 @@ class KingWriter:
         """Finish every file and rename it into place; returns the final paths."""
         try:
             if self._fh_matrix is not None:
-                self._fh_matrix.close()
+                with naming(self.matrix_path):  # the buffered rest is written here: a full disk shows now
+                    self._fh_matrix.close()
             if self._square is not None:
-                self._square.flush()
-                self._finish_square()
+                with naming(self.matrix_path):
+                    self._square.flush()
+                    self._finish_square()
                 del self._square
                 self._square = None
                 self._square_path.unlink(missing_ok=True)
             if self._fh_table is not None:
-                self._fh_table.close()
+                with naming(self.table_path):
+                    self._fh_table.close()
             if self.matrix:
                 cols = self.ids.columns()
-                with open(self._tmp[self.id_path].tmps[0], "w") as fh:
+                with naming(self.id_path), open(self._tmp[self.id_path].tmps[0], "w") as fh:
                     fh.write("#" + "\t".join(name for name, _ in cols) + "\n")
                     for row in zip(*(vals for _, vals in cols)):
                         fh.write("\t".join(row) + "\n")
@@ -337,7 +345,8 @@ class KingWriter:
     def abort(self) -> None:
         for fh in (self._fh_matrix, self._fh_table):
             if fh is not None and not fh.closed:
-                fh.close()
+                with contextlib.suppress(OSError):  # its buffered rest may not fit either: it is discarded
+                    fh.close()
         if self._square is not None:
             del self._square
             self._square = None
@@ -354,6 +363,8 @@ def write_king_bands(bands: Iterable[KingBand], out: str | os.PathLike, ids: Sam
             writer.add(band)
     except BaseException:
         writer.abort()
+        if hasattr(bands, "close"):  # a generator's own clean-up (its progress bar) before the error line
+            bands.close()
         raise
     return writer.close()
 
