@@ -96,3 +96,13 @@ def check_manifest(path: str | os.PathLike, files: dict[str, str | os.PathLike],
         if file_digest(p) != entry.get("xxh3"):
             return None, f"{Path(p).name} does not match its checksum (changed or corrupted on disk)"
     return obj, None
+
+
+def check_listed(path: str | os.PathLike, folder: str | os.PathLike,
+                 expect: dict | None = None) -> tuple[dict | None, str | None]:
+    """:func:`check_manifest` for a manifest that itself lists the files it covers, by their paths relative
+    to ``folder`` (a cached run: its checkpoints and config)."""
+    obj, why = read_manifest(path)
+    if obj is None:
+        return None, why
+    return check_manifest(path, {name: Path(folder) / name for name in obj["files"]}, expect=expect)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from seq2king.errors import InputError
 from seq2king.fileio import temp_folder, write_text
+from seq2king.integrity import check_listed, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,15 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
     files = content_digests(genotype_files(dm.kind, dm.path)[1], cache)
     key = cache_key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids})
     run_dir = cache / "seq2king_runs" / key
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
+    manifest = run_dir.parent / f"{key}.json"  # its checkpoints and config, checked like every cache entry
+    found, why = check_listed(manifest, run_dir, expect={"recipe": VERSION})
+    if found is not None:
         log.info("seq2king ancestry model: cached run %s", run_dir)
         return run_dir
+    if why != "not built":
+        log.warning("cached seq2king ancestry run %s cannot be used (%s): training it again", run_dir, why)
+    manifest.unlink(missing_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     split_file = run_dir.parent / f"{key}.split.json"  # beside the run: its saved config points here
     write_text(split_file, json.dumps(splits_ids))
@@ -70,6 +78,8 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
                              f"command: {' '.join(cmd)}")
         if not run_dir.exists():  # else another process finished first
             os.replace(tmp, run_dir)
+    kept = [*sorted((run_dir / "checkpoints").glob("*.ckpt")), run_dir / "split.json", run_dir / ".hydra" / "config.yaml"]
+    write_manifest(manifest, {str(p.relative_to(run_dir)): p for p in kept}, recipe=VERSION)
     return run_dir
 
 
