@@ -12,13 +12,13 @@ bertviz_head_view.html and bertviz_model_view.html, and logs them to W&B.
 import hydra
 from omegaconf import DictConfig
 
-from seq2king.analyze_cli import run
+from seq2king.commands import analyze_command
 from seq2king.errors import exit_cleanly
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="analyze.yaml")
+@hydra.main(version_base="1.3", config_path="seq2king/conf", config_name="analyze.yaml")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    analyze_command(cfg)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,26 @@
     python train.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt   # resume
 
 Outputs go to the Hydra run directory: checkpoints/, .hydra/, split.json,
-metrics.json, csv/ and the W&B run (offline unless you are logged in).
+metrics.json, csv/ and the W&B run (offline unless you are logged in). The configs
+are the package's own (seq2king/conf/).
 """
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from seq2king.commands import train_command
 from seq2king.errors import exit_cleanly
-from seq2king.training import check_data_keys, run
+from seq2king.training import check_data_keys
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path="seq2king/conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float:
-    return run(cfg)
+    return train_command(cfg)
 
 
 if __name__ == "__main__":
     with exit_cleanly():
-        check_data_keys(sys.argv[1:], Path(__file__).parent / "conf")
+        check_data_keys(sys.argv[1:])
         main()

@@ -39,11 +39,11 @@ def main() -> int:
 
     from seq2king.analysis.attention import make_sequences
     from seq2king.analysis.connectivity import masses, match_temperature, row_entropy
-    from seq2king.analysis.methods import MATRIX_METHODS, Context, embedding_peers, model_embedding, score_matrices
+    from seq2king.analysis.side_by_side import MATRIX_METHODS, Context, embedding_peers, model_embedding, score_matrices
     from seq2king.analysis.stats import embedding_scores, mean_of, paired_bootstrap
     from seq2king.model.transformer import Seq2King, Seq2KingConfig
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "seq2king" / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"data.simulation.samples={max(args.people + 300, 1000)}",
                                                       "paths.output_dir=/tmp"])
     dm = _hydra.utils.instantiate(cfg.data)

@@ -23,11 +23,11 @@ def main() -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from seq2king.analysis.structure import StructureMetrics
+    from seq2king.analysis.structure_callback import StructureMetrics
     from seq2king.training import build
 
     out = Path("/tmp/seq2king_structure_cost")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "seq2king" / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True,
                       overrides=["logger=none", "trainer.max_epochs=1", "++trainer.limit_val_batches=0", "test=false",
                                  "++callbacks.rich_progress_bar=null", "~callbacks.structure", *sys.argv[1:]])

@@ -55,7 +55,7 @@ def compose(experiment: str, device: str, steps: int, out: str):
     if device == "cuda":
         overrides.append("trainer.precision=bf16-mixed")
     overrides += EXTRA
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "seq2king" / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = out
@@ -126,7 +126,8 @@ def parts(path: str, device: str, steps: int) -> dict:
     """Forward + backward + AdamW of the default model on one full-length batch (no data, no Lightning)."""
     import torch
 
-    from seq2king.model.transformer import Seq2King, Seq2KingConfig, masked_pair_mse
+    from seq2king.model.losses import masked_pair_mse
+    from seq2king.model.transformer import Seq2King, Seq2KingConfig
 
     from seq2king import runtime
 

@@ -376,7 +376,7 @@ def _add_inspect(sub):
 def _run_inspect(args) -> int:
     import numpy as np
 
-    from seq2king.genetics.kingio import read_king
+    from seq2king.genetics.kingio import DEGREE_BOUNDS, read_king
     from seq2king.genetics.labels import read_labels
 
     km = read_king(args.king)
@@ -386,9 +386,10 @@ def _run_inspect(args) -> int:
     print(f"{args.king}: {n} people, {len(off):,} pairs")
     if len(finite):
         print(f"kinship: min {finite.min():.4f}, median {np.median(finite):.4f}, max {finite.max():.4f}")
-    # KING's inference bands (Manichaikul et al. 2010)
-    for name, lo, hi in (("duplicate/MZ twin", 0.354, np.inf), ("1st degree", 0.177, 0.354),
-                         ("2nd degree", 0.0884, 0.177), ("3rd degree", 0.0442, 0.0884)):
+    # KING's inference bands (Manichaikul et al. 2010), the same bounds as --degree's classes
+    dup, first, second, third = DEGREE_BOUNDS
+    for name, lo, hi in (("duplicate/MZ twin", dup, np.inf), ("1st degree", first, dup),
+                         ("2nd degree", second, first), ("3rd degree", third, second)):
         print(f"  {name:18s} pairs: {int(((off >= lo) & (off < hi)).sum())}")
     if args.labels:
         labels = read_labels(args.labels, km.ids, column=args.label_column)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 
 import torch
@@ -118,3 +119,18 @@ def trainer_device(accelerator: str | None) -> str:
     if acc == "auto" and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def wandb_mode() -> str:
+    """offline unless the user is logged in; WANDB_MODE wins when set."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:  # `wandb login` stores the key in ~/.netrc
+        import netrc
+
+        return "online" if netrc.netrc().authenticators("api.wandb.ai") else "offline"
+    except (OSError, netrc.NetrcParseError):
+        return "offline"

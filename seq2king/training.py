@@ -11,16 +11,22 @@ The W&B run is always finished.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import hydra
 import pytorch_lightning as pl
+from hydra import initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seq2king import runtime
@@ -29,21 +35,6 @@ from seq2king.errors import error_line
 from seq2king.fileio import ensure_folder, write_json, write_text
 
 log = logging.getLogger(__name__)
-
-
-def wandb_mode() -> str:
-    """offline unless the user is logged in; WANDB_MODE wins when set."""
-    mode = os.environ.get("WANDB_MODE")
-    if mode:
-        return mode
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:  # `wandb login` stores the key in ~/.netrc
-        import netrc
-
-        return "online" if netrc.netrc().authenticators("api.wandb.ai") else "offline"
-    except (OSError, netrc.NetrcParseError):
-        return "offline"
 
 
 def _run_dir_of_ckpt(ckpt_path: str) -> Path:
@@ -58,7 +49,7 @@ def instantiate_loggers(cfg: DictConfig, output_dir: Path) -> list:
         if lg._target_.endswith("WandbLogger"):
             with open_dict(lg):
                 if lg.get("offline") is None:
-                    lg.offline = wandb_mode() != "online"
+                    lg.offline = runtime.wandb_mode() != "online"
                 if lg.get("id") is None and cfg.get("ckpt_path"):
                     # Resuming: continue the same W&B run as the checkpoint's job.
                     id_file = _run_dir_of_ckpt(cfg.ckpt_path) / "wandb_id.txt"
@@ -184,13 +175,32 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict:
     return metrics
 
 
-def check_data_keys(argv: list[str], conf_dir: Path) -> None:
+CONFIG_MODULE = "seq2king.conf"
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # the same configs, as files (train.py's config_path)
+
+
+def compose(config_name: str = "train", overrides: list[str] | tuple = (), output_dir=None) -> DictConfig:
+    """A config composed from the configs shipped in the package, with ``overrides`` as on the command line,
+    for library callers (``train(compose(overrides=[...], output_dir=DIR))``); inside a running Hydra app too
+    (its state is put back). ``output_dir``: where the run writes (``paths.output_dir``)."""
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra.compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        restore_gh_from_backup(backup)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def check_data_keys(argv: list[str], conf_dir: Path = CONFIG_DIR) -> None:
     """One clear line for a ``data.KEY=`` override that no data config has.
 
     Hydra would stop with "Key 'KEY' is not in struct"; this names the key to use.
     """
-    import difflib
-
     known = set()
     for f in sorted((conf_dir / "data").glob("*.yaml")):  # the audit's data config has keys of its own
         known |= {k for k in OmegaConf.load(f) if k != "defaults"}
@@ -223,8 +233,6 @@ def _last_line(e: BaseException) -> str:
 
 def _record_failure(cfg: DictConfig, e: BaseException) -> None:
     """The traceback to the job's log file only, ``FAILED`` (the last line) in its directory, one console line."""
-    import traceback
-
     line = _last_line(e)
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "job failed; the sweep goes on\n%s",
                             ("".join(traceback.format_exception(e)),), None)
@@ -237,6 +245,48 @@ def _record_failure(cfg: DictConfig, e: BaseException) -> None:
     except OSError:
         pass
     print(f"seq2king: job failed ({out}): {line}; the sweep goes on", file=sys.stderr, flush=True)
+
+
+class EpochTimer(pl.Callback):
+    """Says how long each epoch's training batches took (built and stepped; the validation run inside the epoch
+    is not counted), and under DDP each process's own peak memory: the lines benchmarks/scale.py reads."""
+
+    def __init__(self):
+        self._started = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def _done(self, trainer) -> None:
+        if self._started is not None:
+            log.info("epoch %d: training took %.2f s", trainer.current_epoch, time.perf_counter() - self._started)
+            self._started = None
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit":
+            self._done(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._done(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.world_size > 1:
+            print(f"seq2king: process {trainer.global_rank} of {trainer.world_size}: peak memory "
+                  f"{_own_peak_gb():.2f} GB", flush=True)
+
+
+def _own_peak_gb() -> float:
+    """This process's peak resident memory: VmHWM (getrusage's maxrss would carry a spawning parent's
+    peak through fork and exec)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1048576
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
 
 
 class OutputFolder(Callback):
@@ -279,28 +329,15 @@ class FailedJobs(Callback):
         raise SystemExit(1)
 
 
-def _analyze(cfg: DictConfig) -> None:
-    """``analyze=true``: analyze.py's default analysis of this run, into its directory (as
-    ``python analyze.py run_dir=RUN`` would: the analysis, or the audit report for an audit run)."""
-    from seq2king.analyze_cli import analyze_or_compare
-
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    acfg = OmegaConf.load(conf / "analyze.yaml")  # analyze.py's own defaults, less Hydra's part
-    for key in ("defaults", "hydra"):
-        acfg.pop(key, None)
-    acfg.analysis = OmegaConf.load(conf / "analysis" / "default.yaml")
-    acfg.run_dir = str(cfg.paths.output_dir)
-    log.info("analyze=true: analysing %s", cfg.paths.output_dir)
-    analyze_or_compare(acfg)
-
-
-def run(cfg: DictConfig) -> float:
-    """train() with the template's safety net; returns ``cfg.optimized_metric``."""
+def run(cfg: DictConfig, after: Callable[[DictConfig], object] | None = None) -> float:
+    """train() with the template's safety net; returns ``cfg.optimized_metric``. ``after(cfg)`` runs once
+    training succeeded, inside the same net (train.py's ``analyze=true`` passes the analysis: training itself
+    never imports it)."""
     metric_name = cfg.get("optimized_metric")
     try:
         metrics = train(cfg)
-        if cfg.get("analyze"):
-            _analyze(cfg)
+        if after is not None:
+            after(cfg)
     except Exception as e:
         line = error_line(e)
         if line is not None and not _is_multirun():

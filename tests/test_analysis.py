@@ -44,7 +44,7 @@ def test_uniform_attention_scores_chance_and_blocks_score_one():
 
 def _score(a, labels, n_groups, perms=None):
     from seq2king.analysis.attention import Extracted
-    from seq2king.analysis.methods import score_matrices
+    from seq2king.analysis.side_by_side import score_matrices
 
     n = a.shape[-1]
     ex = Extracted([np.arange(n)], [a], [("none", 1, str(i)) for i in range(a.shape[0])])
@@ -367,7 +367,7 @@ def test_ids_are_escaped_in_bertviz_pages():
 
 
 def test_compare_over_a_sweep(trained_run, tmp_path):
-    from seq2king.analyze_cli import compare
+    from seq2king.sweep_table import compare
 
     sweep = tmp_path / "sweep"
     for k in ("0", "1"):
@@ -406,7 +406,7 @@ def test_unlabelled_cohort_still_analyses(tmp_path):
 def test_softmax_baselines_by_hand(trained_run):
     """softmax_pcs and softmax_inputs recomputed from the datamodule's features: same entropy, same share."""
     from seq2king.analysis.connectivity import person_masses, row_entropy, softmax_king
-    from seq2king.analysis.methods import Context, similarities
+    from seq2king.analysis.side_by_side import Context, similarities
     from seq2king.analysis.runs import load_run
 
     s = json.loads((trained_run / "analysis" / "summary.json").read_text())
@@ -477,13 +477,13 @@ def test_king_matrix_alone_has_only_the_baselines_it_allows(tmp_path):
 
 
 def test_a_failing_extra_leaves_the_figures(trained_run, monkeypatch):
-    from seq2king.analysis import outputs
+    from seq2king.analysis import writers
     from seq2king.analysis.report import AnalysisSettings, analyze
 
     def broken(*a, **k):
         raise RuntimeError("no display")
 
-    monkeypatch.setattr(outputs, "plots", broken)
+    monkeypatch.setattr(writers, "plots", broken)
     s = analyze(str(trained_run), settings=AnalysisSettings(permutations=20, bootstrap=50, umap=False), wandb_log=False)
     assert s["extras"]["plots"].startswith("failed: RuntimeError: no display") and s["extras"]["bertviz"] == "ok"
     saved = json.loads((trained_run / "analysis" / "summary.json").read_text())
@@ -526,7 +526,8 @@ def test_every_label_level_in_one_run(tmp_path):
     """Nine populations in five continents: both levels analysed, each with its own headline and peers."""
     from test_train import make_cfg
 
-    from seq2king.analysis.report import AnalysisSettings, analyze, headline_line
+    from seq2king.analysis.headline import headline_line
+    from seq2king.analysis.report import AnalysisSettings, analyze
     from seq2king.training import train
 
     cfg = make_cfg(tmp_path / "run", tmp_path / "cache", "data.simulation.model=FiveContinentsSubpopulations",
@@ -554,7 +555,7 @@ def test_every_label_level_in_one_run(tmp_path):
 def test_headline_near_ties_go_to_the_most_diffuse_matrix():
     from types import SimpleNamespace
 
-    from seq2king.analysis.report import _choose
+    from seq2king.analysis.headline import choose_headline as _choose
 
     index = [("none", 4, "1"), ("none", 4, "2"), ("none", 4, "3"), ("negate", 4, "1")]
     entropy = np.array([3.0, 1.0, 4.0, 5.0])
@@ -585,7 +586,7 @@ def test_group_style_groups_populations_under_their_superpopulation():
     colours; the parent level is found from the labels."""
     import colorsys
 
-    from seq2king.analysis.outputs import group_style
+    from seq2king.analysis.writers import group_style
     from seq2king.analysis.report import parent_level
     from seq2king.genetics.simulate import POPULATIONS_26
 
@@ -611,7 +612,7 @@ def test_group_style_groups_populations_under_their_superpopulation():
 
 
 def test_embedding_page_is_offline_and_escapes_ids(tmp_path):
-    from seq2king.analysis.outputs import embedding_html, group_style
+    from seq2king.analysis.writers import embedding_html, group_style
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(12, 5))

@@ -134,12 +134,12 @@ def test_a_same_size_change_mid_bed_gets_fresh_king(tmp_path, store):
     bfile = copy_fixture(tmp_path / "data")
     cache = tmp_path / "cache"
     before = _datamodule(bfile, cache, store)
-    old = before.king_between(np.arange(len(before.cohort.ids)))
+    old = before.king.block(np.arange(len(before.cohort.ids)))
     change_middle(Path(f"{bfile}.bed"), 20_000)
     after = _datamodule(bfile, cache, store)
     truth = king_matrix(BedSource(bfile))
     keep = [i for i, iid in enumerate(BedSource(bfile).samples.iid) if iid in set(after.cohort.ids)]
-    new = after.king_between(np.arange(len(after.cohort.ids)))
+    new = after.king.block(np.arange(len(after.cohort.ids)))
     assert np.array_equal(new, truth[np.ix_(keep, keep)], equal_nan=True)
     assert not np.array_equal(new, old, equal_nan=True)
     assert not torch.equal(after.features, before.features)
@@ -166,7 +166,7 @@ def test_a_corrupted_cache_file_is_rebuilt_not_served(tmp_path, caplog, fault):
     cache = tmp_path / "cache"
     store = "memory" if fault.startswith("king") or fault.startswith("manifest") else "stream"
     clean = _datamodule(bfile, cache, store)
-    clean_king = clean.king_between(np.arange(len(clean.cohort.ids)))
+    clean_king = clean.king.block(np.arange(len(clean.cohort.ids)))
     entry = next(p.parent for p in cache.rglob("cohort.*"))
     if fault == "king.bin zeroed":
         _corrupt(entry / "cohort.king.bin", 4096)
@@ -199,7 +199,7 @@ def test_a_corrupted_cache_file_is_rebuilt_not_served(tmp_path, caplog, fault):
     said = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
     # one line for a cache that was there and is wrong; a missing manifest is an entry never finished
     assert len(said) == (0 if fault == "manifest gone" else 1), caplog.text
-    assert np.array_equal(again.king_between(np.arange(len(again.cohort.ids))), clean_king, equal_nan=True)
+    assert np.array_equal(again.king.block(np.arange(len(again.cohort.ids))), clean_king, equal_nan=True)
     assert torch.equal(again.features, clean.features)
     assert again.scaler == clean.scaler
     caplog.clear()
@@ -286,7 +286,7 @@ def _composed(config_name: str, overrides: list[str]):
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "seq2king" / "conf"), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)
 
 
@@ -295,12 +295,12 @@ def test_a_checkpoint_that_does_not_load_is_one_line(trained, tmp_path, capsys, 
     """In-process (the checkpoint is read before any data): analyze's and train's library entry points."""
     from omegaconf import open_dict
 
-    from seq2king import analyze_cli, training
+    from seq2king import commands, training
 
     run, bfile, labels, cache = trained
     bad = _bad_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "bad.ckpt", fault)
     with pytest.raises(SystemExit) as stop:
-        analyze_cli.run(_composed("analyze", [f"ckpt_path={bad}", f"run_dir={run}", *ANALYZE]))
+        commands.analyze_command(_composed("analyze", [f"ckpt_path={bad}", f"run_dir={run}", *ANALYZE]))
     assert stop.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("seq2king: error: ") and str(bad) in last, last

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from seq2king.errors import InputError
-from seq2king.model.transformer import Seq2King, Seq2KingConfig, masked_pair_mse
+from seq2king.model.losses import masked_pair_mse
+from seq2king.model.transformer import Seq2King, Seq2KingConfig
 
 
 def batch(b=3, n=10, panel=16, n_people=50, seed=0):
@@ -69,7 +70,7 @@ def test_loss_counts_off_diagonal_real_pairs_per_sequence():
     ({"tokenizer": "pixels"}, "tokenizer='pixels'"),
     ({"head": "cls"}, "head='cls'"),
     ({"tokenizer": "index"}, "needs num_individuals"),
-    ({"input_bias": "genes"}, "input_bias='genes': choose false, inputs or pcs"),
+    ({"input_bias": "genes"}, "input_bias='genes': choose false or pcs"),
     ({"denoise_entropy": 0}, "denoise_entropy=0: must be positive"),
 ])
 def test_bad_config_messages(kw, msg):
@@ -122,7 +123,7 @@ def test_genotype_features_use_training_frequencies_only(tmp_path):
 def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
     torch.manual_seed(0)
     cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=4, ffn_dim=64, symmetric_readout=True,
-                         kernel="distance", readout_range=8, per_head_readout=True)
+                         readout_range=8, per_head_readout=True)
     assert cfg.temperatures() == pytest.approx([0.1, 0.05, 0.025, 0.0125])
     net = Seq2King(cfg).eval()
     x = batch(panel=16)
@@ -156,7 +157,7 @@ def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
 def test_distance_readout_starts_at_the_targets_scale():
     torch.manual_seed(0)
     cfg = Seq2KingConfig(panel_size=16, d_model=64, depth=1, heads=4, ffn_dim=64, symmetric_readout=True,
-                         kernel="distance", readout_range=8, dropout=0.0)
+                         readout_range=8, dropout=0.0)
     net = Seq2King(cfg).eval()
     net.init_distance_readout(top=1.5, spread=1.0)
     x = {"features": torch.randn(1, 200, 16), "index": torch.zeros(1, 200, dtype=torch.long),
@@ -174,7 +175,7 @@ def test_attention_kl_equals_scipy_per_row():
     from scipy.special import softmax
     from scipy.stats import entropy
 
-    from seq2king.model.transformer import attention_kl
+    from seq2king.model.losses import attention_kl
 
     g = torch.Generator().manual_seed(1)
     mask = torch.ones(2, 5, dtype=torch.bool)
@@ -211,18 +212,20 @@ def test_per_head_loss_is_the_mean_of_each_heads_loss():
     each = torch.stack([masked_pair_mse(heads[:, h], target, mask) for h in range(3)])
     assert torch.allclose(per_head, each.mean())
     cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=4, ffn_dim=64, symmetric_readout=True,
-                         signed_readout=True, per_head_readout=True)
+                         per_head_readout=True)
     net = Seq2King(cfg).eval()
     batch = {"features": torch.randn(2, 5, 16), "index": torch.zeros(2, 5, dtype=torch.long), "mask": mask}
     ph = net(batch, per_head=True)
     assert ph.shape == (2, 4, 5, 5)
     assert torch.allclose(ph.mean(1), net(batch), atol=1e-6)  # the reported prediction is the heads' mean
     s = net(batch, need_weights=True)[1]["scores"][-1]
-    assert (torch.linalg.eigvalsh(s[0, 0]) < -1e-6).any()  # signed: the symmetric form can be indefinite
+    # the symmetric readout's logits are minus distances: symmetric, zero on the diagonal, never above it
+    assert torch.allclose(s[0], s[0].transpose(-1, -2), atol=1e-5)
+    assert s[0].diagonal(dim1=-2, dim2=-1).abs().max() < 1e-5 and s[0].max() < 1e-5
 
 
 def test_cpu_dropout_keeps_1_minus_p_and_scales():
-    from seq2king.model.transformer import Dropout
+    from seq2king.model.kernels import Dropout
 
     d = Dropout(0.1).train()
     x = torch.ones(400, 500, requires_grad=True)
@@ -250,7 +253,8 @@ def test_cpu_dropout_keeps_1_minus_p_and_scales():
 
 
 def test_cpu_tanh_is_tanh_and_so_is_its_gradient():
-    from seq2king.model.transformer import ACTIVATIONS, Tanh
+    from seq2king.model.kernels import Tanh
+    from seq2king.model.transformer import ACTIVATIONS
 
     assert ACTIVATIONS["tanh"] is Tanh
     x = torch.cat([torch.linspace(-20, 20, 200_001), torch.tensor([0.0, 1e-30, -1e-8, 5e-4])]).requires_grad_()
@@ -305,54 +309,55 @@ def test_auto_matmul_precision_trains_like_float32():
 
 
 def test_input_bias_is_minus_gamma_times_the_feature_distance():
-    """With model.input_bias every layer's logits are the learned ones minus gamma_h |z_i - z_j|^2 (z: the
-    bias columns over sqrt(scale)); both attention paths agree; the embedding holds the scaled features."""
+    """With model.input_bias the logits of the layers below the readout are the learned ones minus
+    gamma_h |z_i - z_j|^2 (z: the bias columns over sqrt(scale)); the readout's logits and embedding are the
+    plain ones; both attention paths agree; the same people in another order give the same predictions."""
     torch.manual_seed(0)
     cfg = Seq2KingConfig(panel_size=16, num_features=16, d_model=32, depth=2, heads=2, ffn_dim=64,
-                         symmetric_readout=True, kernel="distance", per_head_readout=True, readout_range=4,
+                         symmetric_readout=True, per_head_readout=True, readout_range=4,
                          input_bias="pcs", bias_columns=(4, 12), feature_scale=9.0, bias_slope=0.5)
     net = Seq2King(cfg).eval()
     assert torch.allclose(net.bias_log_gamma.exp(), 0.5 / torch.tensor(cfg.temperatures()).repeat(2, 1))
     x = batch(panel=16)
     z = x["features"][..., 4:12] / 3.0
     d2 = torch.cdist(z, z).square()
+    m = x["mask"][:, None, None, :]
     with torch.no_grad():
         fast = net(x)
-        pred, extra = net(x, need_weights=True)
+        pred, ex = net(x, need_weights=True)
         h = net.encoder[0].ln1(net.embed(x))
-        plain = net.encoder[0].attn.logits(h, x["mask"])
+        plain0 = net.encoder[0].attn.logits(h, x["mask"])
+        bias0 = -net.bias_log_gamma[0].exp()[None, :, None, None] * d2[:, None]
+        x1, _, _ = net.encoder[0](net.embed(x), x["mask"], bias=bias0)
+        plain1 = net.encoder[1].attn.logits(net.encoder[1].ln1(x1), x["mask"])
     assert torch.allclose(fast, pred, atol=1e-5)
-    m = x["mask"][:, None, None, :]
-    gamma = net.bias_log_gamma[0].exp()[None, :, None, None]
-    want = (plain - gamma * d2[:, None]).masked_fill(~m, float("-inf"))
-    assert torch.allclose(extra["scores"][0][m.expand_as(want)], want[m.expand_as(want)], atol=1e-4)
-    # the embedding: the readout's queries, then the bias columns scaled by the readout's weight
-    emb = extra["embeddings"]
-    assert emb.shape[-1] == 32 + 8
-    ratio = emb[..., 32:] / z
-    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
-    # the same people in another order: the same predictions, reordered (a set has no order)
+    want0 = (plain0 + bias0).masked_fill(~m, float("-inf"))
+    assert torch.allclose(ex["scores"][0][m.expand_as(want0)], want0[m.expand_as(want0)], atol=1e-4)
+    assert torch.allclose(ex["scores"][1][m.expand_as(plain1)], plain1[m.expand_as(plain1)], atol=1e-4)
+    assert ex["embeddings"].shape[-1] == 32
     perm = torch.randperm(10)
     xp = {k: (v[:, perm][:, :, perm] if k == "target" else v[:, perm]) for k, v in x.items()}
     xp["mask"] = torch.ones_like(xp["mask"])
     xf = dict(x, mask=torch.ones_like(x["mask"]))
     with torch.no_grad():
         assert torch.allclose(net(xp), net(xf)[:, perm][:, :, perm], atol=1e-5)
-    # bias_readout=false: the layers below the readout only; the readout's logits and embedding are the plain ones
-    cfg.bias_readout = False
-    below = Seq2King(cfg).eval()
-    with torch.no_grad():
-        _, ex = below(x, need_weights=True)
-        h = below.encoder[0].ln1(below.embed(x))
-        plain0 = below.encoder[0].attn.logits(h, x["mask"])
-        want0 = (plain0 - below.bias_log_gamma[0].exp()[None, :, None, None] * d2[:, None]).masked_fill(~m, float("-inf"))
-        assert torch.allclose(ex["scores"][0][m.expand_as(want0)], want0[m.expand_as(want0)], atol=1e-4)
-        ln = below.encoder[1].ln1
-        x1, _, _ = below.encoder[0](below.embed(x), x["mask"], bias=-below.bias_log_gamma[0].exp()[None, :, None, None]
-                                    * d2[:, None])
-        plain1 = below.encoder[1].attn.logits(ln(x1), x["mask"])
-    assert torch.allclose(ex["scores"][1][m.expand_as(plain1)], plain1[m.expand_as(plain1)], atol=1e-4)
-    assert ex["embeddings"].shape[-1] == 32
+
+
+def test_removed_options_load_at_their_kept_value_and_say_so_otherwise():
+    """model.kernel, signed_readout, bias_readout, bias_scale and input_bias=inputs were taken out (the
+    regimes showed they do not help): a config or checkpoint holding the value they now always have loads;
+    another value is one line naming the option."""
+    from seq2king.model.module import Seq2KingModule
+
+    kept = Seq2KingModule(panel_size=16, d_model=32, depth=2, heads=2, ffn_dim=64, num_features=16,
+                          kernel="distance", signed_readout=True, bias_readout=False, bias_scale=1.0)
+    assert kept.cfg.symmetric_readout is False and not hasattr(kept.cfg, "kernel")
+    for key, value, needle in (("kernel", "dot", "model.kernel='dot': this option was removed"),
+                               ("bias_readout", True, "model.bias_readout=True: this option was removed"),
+                               ("bias_scale", 0.2, "model.bias_scale=0.2"),
+                               ("input_bias", "inputs", "bias on all token features was removed")):
+        with pytest.raises(InputError, match=needle):
+            Seq2KingModule.check_config(panel_size=16, d_model=32, **{key: value})
 
 
 def test_calibrated_pool_hits_the_entropy_over_the_other_real_people():
@@ -389,8 +394,8 @@ def test_input_denoise_pools_the_bias_features_between_layers():
 
     torch.manual_seed(0)
     cfg = Seq2KingConfig(panel_size=16, num_features=16, d_model=32, depth=3, heads=2, ffn_dim=64,
-                         symmetric_readout=True, kernel="distance", readout_range=4, input_bias="pcs",
-                         bias_columns=(4, 12), feature_scale=9.0, bias_slope=0.5, bias_readout=False,
+                         symmetric_readout=True, readout_range=4, input_bias="pcs",
+                         bias_columns=(4, 12), feature_scale=9.0, bias_slope=0.5,
                          input_denoise=True, denoise_entropy=1.2)
     net = Seq2King(cfg).eval()
     x = batch(panel=16)

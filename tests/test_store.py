@@ -134,7 +134,7 @@ def test_streamed_batches_equal_the_full_matrix_path(tmp_path, caplog):
     a, b = mem.collate(seqs), st.collate(seqs)
     assert torch.equal(a["target"], b["target"]) and torch.equal(a["mask"], b["mask"])
     val = st.splits["val"]
-    assert _same(st.king_between(val), mem.king_between(val))
+    assert _same(st.king.block(val), mem.king.block(val))
     lo, hi = st.feature_blocks["grm"]
     assert torch.allclose(st.features[:, lo:hi], mem.features[:, lo:hi], atol=1e-5)
     lo, hi = st.feature_blocks["pcs"]

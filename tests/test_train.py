@@ -22,7 +22,7 @@ from omegaconf import open_dict
 from conftest import FIXTURE, read_wandb_records
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "seq2king" / "conf"
 
 TINY = [
     "data.simulation.samples=120", "data.simulation.length=2000000", "data.simulation.seed=5",

@@ -83,17 +83,17 @@ class Masses:
         return self.shares() / self.chance()[..., None, :]
 
     def macro_share(self) -> np.ndarray:
-        return _nanmean(self.shares(), -1)
+        return nanmean(self.shares(), -1)
 
     def macro_chance(self):
-        c = _nanmean(self.chance(), -1)
+        c = nanmean(self.chance(), -1)
         return float(c) if np.ndim(c) == 0 else c
 
     def macro_lift(self) -> np.ndarray:
-        return _nanmean(self.lifts(), -1)
+        return nanmean(self.lifts(), -1)
 
 
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+def nanmean(x: np.ndarray, axis: int) -> np.ndarray:
     ok = np.isfinite(x)
     with np.errstate(invalid="ignore"):
         return np.where(ok, x, 0.0).sum(axis) / np.where(ok.any(axis), ok.sum(axis), np.nan)

@@ -10,6 +10,7 @@ from pathlib import Path
 from seq2king.checkpoints import check_fits, read_checkpoint
 from seq2king.data.cohort import check_digests
 from seq2king.errors import InputError
+from seq2king.model.module import Seq2KingModule
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ def load_run(run_dir: str | None = None, ckpt_path: str | None = None, device: s
     """
     import hydra
     from omegaconf import OmegaConf
-
-    from seq2king.model.module import Seq2KingModule
 
     if not run_dir and not ckpt_path:
         raise InputError("give run_dir=DIR (a train run) or ckpt_path=FILE")
@@ -107,10 +106,10 @@ def verify_split(run_dir: Path, datamodule, ckpt_state: dict | None) -> None:
     if not recorded:
         log.warning("%s: neither the checkpoint nor split.json records the split; it cannot be checked", run_dir)
     for what, then in recorded:
-        _compare_splits(run_dir, now, then, what)
+        compare_splits(run_dir, now, then, what)
 
 
-def _compare_splits(run_dir: Path, now: dict, then: dict, what: str) -> None:
+def compare_splits(run_dir: Path, now: dict, then: dict, what: str) -> None:
     for name in ("train", "val", "test", "panel"):
         a, b = set(now.get(name, [])), set(then.get(name, []))
         if a != b:

@@ -2,10 +2,11 @@
 
 With ``audit.ancestry_run=RUN_DIR`` the embeddings come from that trained seq2king run
 (its cohort must hold the audit's people). Without it the audit trains the default
-seq2king model on the audit's *training* people of the same genotypes first (``python
-train.py data=plink data.bfile=... data.split_file=...``: its validation and test
-people are the audit's) and caches the run under ``cache_dir/seq2king_runs/KEY``, keyed
-by the genotype files and the split, so a sweep trains it once.
+seq2king model on the audit's *training* people of the same genotypes first, in this
+process from the package's configs (as ``python train.py data=plink data.bfile=...
+data.split_file=...`` would: its validation and test people are the audit's), and caches
+the run under ``cache_dir/seq2king_runs/KEY``, keyed by the genotypes' digests and the
+split and checked by a manifest, so a sweep trains it once.
 
 Every person is embedded inductively, as the analysis does: sequences of people of one
 split at a time (:func:`~seq2king.analysis.attention.make_sequences`), the model's final
@@ -16,42 +17,56 @@ unit variance over them, the same shape as the ``pcs`` correction's covariates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from sklearn.decomposition import PCA
 
+from seq2king.analysis.attention import extract, longest_sequence, make_sequences
+from seq2king.analysis.runs import load_run
+from seq2king.data.cohort import cache_key, cache_root, content_digests, genotype_files
 from seq2king.errors import InputError
 from seq2king.fileio import temp_folder, write_text
 from seq2king.integrity import check_listed, write_manifest
+from seq2king.training import compose, train
 
 log = logging.getLogger(__name__)
 
 VERSION = 1  # bump when the cached run's recipe changes
 
 
-def _train_py() -> Path:
-    import seq2king
-
-    path = Path(seq2king.__file__).resolve().parents[1] / "train.py"
-    if not path.exists():
-        raise InputError("audit.correction=seq2king without audit.ancestry_run trains a seq2king model with "
-                         f"train.py, which is not at {path}; give audit.ancestry_run=RUN_DIR")
-    return path
+@contextlib.contextmanager
+def _own_random_state():
+    """Training seeds every generator (Lightning's ``seed_everything``): the audit's own draws after it must
+    not depend on whether the ancestry model was trained in this process or read from the cache."""
+    states = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+        if seed is None:
+            os.environ.pop("PL_GLOBAL_SEED", None)
+        else:
+            os.environ["PL_GLOBAL_SEED"] = seed
 
 
 def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
-    """The default seq2king run on the audit's training people, trained on first use."""
-    from seq2king.data.cohort import cache_key, cache_root, content_digests, genotype_files
-
+    """The default seq2king run on the audit's training people, trained on first use (in this process, from
+    the package's own configs), then read from the cache after its manifest is checked."""
     cache = cache_root(dm.cache_dir)
     files = content_digests(genotype_files(dm.kind, dm.path)[1], cache)
-    key = cache_key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids})
+    key = cache_key({"kind": "audit_seq2king", "v": VERSION, "files": files, "split": splits_ids,
+                     **({"train": dm.ancestry_train} if dm.ancestry_train else {})})
     run_dir = cache / "seq2king_runs" / key
     manifest = run_dir.parent / f"{key}.json"  # its checkpoints and config, checked like every cache entry
     found, why = check_listed(manifest, run_dir, expect={"recipe": VERSION})
@@ -62,20 +77,16 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
         log.warning("cached seq2king ancestry run %s cannot be used (%s): training it again", run_dir, why)
     manifest.unlink(missing_ok=True)
     shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     split_file = run_dir.parent / f"{key}.split.json"  # beside the run: its saved config points here
     write_text(split_file, json.dumps(splits_ids))
+    flag = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf"}[dm.kind]
+    overrides = [f"data={dm.kind}", f"data.{flag}={dm.path}", f"data.split_file={split_file}", "logger=none",
+                 f"paths.cache_dir={cache}", *dm.ancestry_train]
     with temp_folder(run_dir) as tmp:
-        flag = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf"}[dm.kind]
-        cmd = [sys.executable, str(_train_py()), f"data={dm.kind}", f"data.{flag}={dm.path}",
-               f"data.split_file={split_file}", f"hydra.run.dir={tmp}", "logger=none", f"paths.cache_dir={cache}"]
-        log.info("training the seq2king ancestry model on the %d audit training people (cached in %s): %s",
-                 len(splits_ids["train"]), run_dir, " ".join(cmd))
-        env = dict(os.environ, HYDRA_FULL_ERROR="1")
-        done = subprocess.run(cmd, env=env)
-        if done.returncode != 0:
-            raise InputError(f"training the seq2king ancestry model failed (exit {done.returncode}); "
-                             f"command: {' '.join(cmd)}")
+        log.info("training the seq2king ancestry model on the %d audit training people (cached in %s): "
+                 "train.py %s", len(splits_ids["train"]), run_dir, " ".join(overrides))
+        with _own_random_state():
+            train(compose("train", overrides, output_dir=tmp))
         if not run_dir.exists():  # else another process finished first
             os.replace(tmp, run_dir)
     kept = [*sorted((run_dir / "checkpoints").glob("*.ckpt")), run_dir / "split.json", run_dir / ".hydra" / "config.yaml"]
@@ -85,11 +96,6 @@ def cached_run(dm, splits_ids: dict[str, list[str]]) -> Path:
 
 def embed(run_dir: Path, ids: list[str], groups: list[np.ndarray], seed: int = 0) -> np.ndarray:
     """``(len(ids), d)`` mean final embeddings, each group of positions embedded among itself."""
-    import torch
-
-    from seq2king.analysis.attention import extract, longest_sequence, make_sequences
-    from seq2king.analysis.runs import load_run
-
     run = load_run(str(run_dir))
     dm, net = run.datamodule, run.module.net
     where = {iid: i for i, iid in enumerate(dm.cohort.ids)}
@@ -109,8 +115,6 @@ def embed(run_dir: Path, ids: list[str], groups: list[np.ndarray], seed: int = 0
 
 def seq2king_covariates(dm, ids: list[str], splits: dict[str, np.ndarray]) -> np.ndarray:
     """``(len(ids), ancestry_components)`` covariates from seq2king embeddings (see the module doc)."""
-    from sklearn.decomposition import PCA
-
     splits_ids = {k: [ids[i] for i in v] for k, v in splits.items()}
     run_dir = Path(dm.ancestry_run) if dm.ancestry_run else cached_run(dm, splits_ids)
     if not run_dir.is_dir():

@@ -31,8 +31,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from seq2king.audit.ancestry import seq2king_covariates
+from seq2king.audit.scenario import load_scenario
 from seq2king.data.cohort import cache_root, content_digests, genotype_files
 from seq2king.errors import InputError
+from seq2king.fileio import write_json
+from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+from seq2king.genetics.labels import read_labels
+from seq2king.genetics.pca import allele_frequencies, held_out_pcs, standardise
+from seq2king.genetics.traits import read_phenotype
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +79,8 @@ class AuditDataModule(pl.LightningDataModule):
                  phenotype: str | None = None, phenotype_column: str | None = None, causal: str | None = None,
                  scenario: dict | None = None, cache_dir: str | None = None, split: tuple = (0.7, 0.15, 0.15),
                  split_seed: int = 0, pcs: int = 10, correction: str = "none", ancestry_run: str | None = None,
-                 ancestry_components: int = 10, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+                 ancestry_components: int = 10, ancestry_train: list | tuple = (), batch_size: int = 64,
+                 num_workers: int = 0, seed: int = 0):
         super().__init__()
         if source not in SOURCES:
             raise InputError(f"data.source={source!r}: choose one of {', '.join(SOURCES)}")
@@ -102,14 +110,13 @@ class AuditDataModule(pl.LightningDataModule):
         self.split_seed, self.seed = split_seed, seed
         self.n_pcs, self.correction = pcs, correction
         self.ancestry_run, self.ancestry_components = ancestry_run, ancestry_components
+        self.ancestry_train = [str(o) for o in ancestry_train or ()]
         self.batch_size, self.num_workers = batch_size, num_workers
         self.ready = False
 
     # -- building ---------------------------------------------------------------------
     def _files(self) -> None:
         if self.source == "simulated":
-            from seq2king.audit.scenario import load_scenario
-
             files = load_scenario(**self.scenario, cache_dir=self.cache_dir)
             self.kind, self.path = "plink", files.bfile
             self.labels_path = self.labels_path or files.labels
@@ -119,8 +126,6 @@ class AuditDataModule(pl.LightningDataModule):
             self.kind = self.source
 
     def open_genotypes(self):
-        from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
-
         return {"plink": BedSource, "pgen": PgenSource, "vcf": VcfSource}[self.kind](self.path)
 
     def prepare_data(self) -> None:
@@ -130,10 +135,6 @@ class AuditDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.ready:
             return
-        from seq2king.genetics.labels import read_labels
-        from seq2king.genetics.pca import allele_frequencies, held_out_pcs, standardise
-        from seq2king.genetics.traits import read_phenotype
-
         self._files()
         source = self.open_genotypes()
         files = [*genotype_files(self.kind, self.path)[1], Path(self.phenotype_path)]
@@ -185,8 +186,6 @@ class AuditDataModule(pl.LightningDataModule):
             beta, *_ = np.linalg.lstsq(a[train], x[train].astype(np.float64), rcond=None)
             x = (x - a @ beta).astype(np.float32)
         elif self.correction == "seq2king":
-            from seq2king.audit.ancestry import seq2king_covariates
-
             cov = seq2king_covariates(self, ids, splits)
         self.ids, self.populations, self.y = ids, pops, y
         self.genotypes = g  # raw ALT counts of the kept variants (oracle, Fst)
@@ -230,8 +229,6 @@ class AuditDataModule(pl.LightningDataModule):
             "digests": dict(self.digests)}  # every byte of the genotypes and phenotypes the run was made from
 
     def write_split(self, path) -> None:
-        from seq2king.fileio import write_json
-
         write_json(path, self.split_summary())
 
     # -- batches ----------------------------------------------------------------------

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
+from seq2king.audit.data import CORRECTIONS
+from seq2king.errors import InputError
+
 ARCHS = ("logistic", "mlp", "cnn")
 
 
@@ -95,9 +98,6 @@ class AuditModule(pl.LightningModule):
 
     @classmethod
     def check_config(cls, arch: str = "cnn", correction: str = "none", **_) -> None:
-        from seq2king.audit.data import CORRECTIONS
-        from seq2king.errors import InputError
-
         if arch not in ARCHS:
             raise InputError(f"model.arch={arch!r}: choose one of {', '.join(ARCHS)}")
         if correction not in CORRECTIONS:

@@ -26,9 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from seq2king.analysis.runs import compare_splits
+from seq2king.analysis.writers import log_wandb, pyplot, save_figure
+from seq2king.audit.explain import read_csv
 from seq2king.data.cohort import check_digests
 from seq2king.errors import InputError
 from seq2king.fileio import write_json
+from seq2king.genetics.simulate import fst_per_variant
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +85,6 @@ def _causal_mask(path: str | None, variants: list[str]) -> tuple[np.ndarray | No
     """Causal mask over ``variants`` and each variant's effect per ALT allele (0 if not causal)."""
     if not path:
         return None, None
-    from seq2king.audit.explain import read_csv
-
     table = read_csv(Path(path))
     if "variant" not in table or "effect" not in table:
         raise InputError(f"{path}: a causal file needs variant and effect columns")
@@ -99,9 +101,6 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     import hydra
     from omegaconf import OmegaConf
     from sklearn.linear_model import LogisticRegression
-
-    from seq2king.audit.explain import read_csv
-    from seq2king.genetics.simulate import fst_per_variant
 
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
@@ -165,8 +164,6 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     _plots(out, summary, np.array(imp[rank_by], dtype=float), np.asarray(dm.variants["pos"]), fst, causal)
     if wandb_log:
         try:
-            from seq2king.analysis.outputs import log_wandb
-
             log_wandb(run_dir, out, {}, flat=flatten(summary, "audit"))
         except Exception:  # W&B is a mirror; the report on disk stands
             log.exception("could not log the audit report to W&B")
@@ -188,20 +185,16 @@ def flatten(d: dict, prefix: str) -> dict:
 def _check_split(run_dir: Path, dm) -> None:
     import json
 
-    from seq2king.analysis.runs import _compare_splits
-
     path = run_dir / "split.json"
     if path.exists():
         saved = json.loads(path.read_text())
         check_digests(saved.get("digests"), dm.digests, f"the run {run_dir}",
                       "analyse it with the data it was trained on, or train again")
-        _compare_splits(run_dir, dm.split_summary(), saved, "split.json's")
+        compare_splits(run_dir, dm.split_summary(), saved, "split.json's")
 
 
 def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, causal) -> None:
-    from seq2king.analysis.outputs import _plt, _save
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 3.6))
     x = np.arange(len(importance))
     col = fst if fst is not None else np.zeros(len(importance))
@@ -219,7 +212,7 @@ def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, cau
                  fontsize=9)
     ax.set_xlabel("SNP (genome order)")
     ax.set_ylabel("mean |attribution|")
-    _save(fig, out / "importance_genome.png")
+    save_figure(fig, out / "importance_genome.png")
 
     bars = {"overall": s["auroc"]["overall"], "within population": s["auroc"]["within_population"],
             "ancestry (PCs only)": s["ancestry_auroc"]}
@@ -234,17 +227,15 @@ def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, cau
     ax.set_ylabel("test AUROC")
     ax.set_title(f"{s['arch']}, correction {s['correction']}", fontsize=9)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
-    _save(fig, out / "auroc.png")
+    save_figure(fig, out / "auroc.png")
 
 
 def compare_plot(path: Path, rows: list[dict]) -> None:
     """AUROC overall against within population, one point per job of a sweep."""
-    from seq2king.analysis.outputs import _plt, _save
-
     pts = [r for r in rows if r.get("auroc_overall") is not None]
     if not pts:
         return
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for r in pts:
         ax.scatter(r["auroc_overall"], r.get("auroc_within_population") or np.nan, s=40)
@@ -255,4 +246,33 @@ def compare_plot(path: Path, rows: list[dict]) -> None:
     ax.set_xlabel("test AUROC overall")
     ax.set_ylabel("test AUROC within population")
     ax.set_title("audit sweep: the shortcut lifts the overall AUROC only", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
+
+
+def audit_line(s: dict) -> str:
+    a, o, p = s["auroc"], s["oracle_auroc"], s["precision_at_k"]
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    line = (f"audit ({s['arch']}, correction {s['correction']}): test AUROC {f(a['overall'])} overall, "
+            f"{f(a['within_population'])} within population; ancestry alone {f(s['ancestry_auroc'])}")
+    if o:
+        line += f"; oracle {f(o['overall'])} / {f(o['within_population'])}"
+    if p:
+        line += (f"; precision@{p['k']} {p['value']:.3f} (chance {p['chance']:.3f}, p = {p['p_value']:.2g})")
+    if s["shortcut_index"] is not None:
+        line += f"; shortcut index {s['shortcut_index']:.2f}"
+    return line
+
+
+def audit_row(s: dict) -> dict:
+    """The audit figures of one job, for the sweep table."""
+    p = s.get("precision_at_k") or {}
+    o = s.get("oracle_auroc") or {}
+    r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    return {"correction": s["correction"], "arch": s["arch"], "auroc_overall": r(s["auroc"]["overall"]),
+            "auroc_within_population": r(s["auroc"]["within_population"]), "accuracy": r(s["accuracy"]),
+            "ancestry_auroc": r(s["ancestry_auroc"]), "oracle_within_population": r(o.get("within_population")),
+            "precision_at_k": r(p.get("value")), "chance": r(p.get("chance")), "p_value": p.get("p_value"),
+            "shortcut_index": r(s["shortcut_index"])}

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2king.data.cohort import cache_key, cache_root, cached_build
+from seq2king.genetics.genotypes import BedSource
+from seq2king.genetics.labels import read_labels
+from seq2king.genetics.simulate import simulate_two_populations
+from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +34,6 @@ def load_scenario(samples: int = 2000, loci: int = 10_000, length: float = 50e6,
                   shift: dict | None = None, ascertain: tuple | None = ("POP1", 0.9), trait_seed: int = 1,
                   cache_dir: str | None = None) -> ScenarioFiles:
     """The scenario's files, simulating them on first use."""
-    from seq2king.genetics.genotypes import BedSource
-    from seq2king.genetics.labels import read_labels
-    from seq2king.genetics.simulate import simulate_two_populations
-    from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
-
     shift = {str(k): float(v) for k, v in (shift or {}).items()}
     ascertain = (str(ascertain[0]), float(ascertain[1])) if ascertain else None
     payload = {"kind": "audit_cohort", "samples": samples, "loci": loci, "length": float(length), "seed": seed,

@@ -21,6 +21,12 @@ import numpy as np
 
 from seq2king.errors import InputError, os_error_line
 from seq2king.fileio import ensure_folder, write_json
+from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
+from seq2king.genetics.king import KingEngine
+from seq2king.genetics.kingio import king_id_for, read_king, write_king_bands
+from seq2king.genetics.labels import read_label_levels
+from seq2king.genetics.simulate import simulate
+from seq2king.genetics.store import GenotypeStore
 from seq2king.integrity import bytes_digest, check_manifest, file_digest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -46,8 +52,6 @@ class Cohort:
 
     def open_genotypes(self):
         """The genotype source behind this cohort (None for a ready KING matrix)."""
-        from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
-
         if not self.genotypes:
             return None
         kind, path = self.genotypes["kind"], self.genotypes["path"]
@@ -136,9 +140,6 @@ def cached_build(manifest: Path, files: dict[str, Path], expect: dict, build, wh
 
 def _king_cached(entry: Path, inputs: list[str], make_source, what: str) -> Path:
     """Path of the cached ``.king.bin`` computed from genotypes whose digests are ``inputs``."""
-    from seq2king.genetics.king import KingEngine
-    from seq2king.genetics.kingio import write_king_bands
-
     out = entry / "cohort"
     files = {"king.bin": Path(f"{out}.king.bin"), "king.id": Path(f"{out}.king.id")}
 
@@ -157,9 +158,6 @@ STORES = ("auto", "memory", "stream")
 def _streamed(entry: Path, source, inputs: list[str], labels: str | None, label_column: str,
               what: str) -> Cohort:
     """A cohort whose KING comes from a genotype store built (once) in the cache, never a full matrix."""
-    from seq2king.genetics.labels import read_label_levels
-    from seq2king.genetics.store import GenotypeStore
-
     store = GenotypeStore.open_or_build(entry / "cohort", source, inputs=inputs)
     ids = [str(i) for i in source.samples.iid]
     levels = read_label_levels(labels, ids, column=label_column) if labels else None
@@ -181,8 +179,6 @@ def simulated_cohort(model: str = "AmericanAdmixture_4B18", samples: int = 1000,
                      loci: int | None = None, cache_dir: str | None = None) -> tuple[Path, Path, dict]:
     """``(entry folder, PLINK prefix, {path: digest})`` of an embedded simulated cohort, simulated on first
     use and checked against its manifest on every later one (a changed or torn file is simulated again)."""
-    from seq2king.genetics.simulate import simulate
-
     cache = cache_root(cache_dir)
     payload = {"kind": "simulated", "model": model, "samples": samples, "length": float(length), "seed": seed,
                "maf": maf}
@@ -212,8 +208,6 @@ def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, l
     ``aims``: keep the most ancestry-informative variants only (an ancestry panel);
     ``loci``: unlinked loci of the ``WithinContinent26`` model.
     """
-    from seq2king.genetics.genotypes import BedSource
-
     entry, prefix, digests = simulated_cohort(model, samples, length, seed, maf, aims, aims_spacing, loci,
                                               cache_dir)
     extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci)) if v is not None}
@@ -246,8 +240,6 @@ def load_genotypes(kind: str, path: str, labels: str | None = None,
                    label_column: str = "superpopulation", cache_dir: str | None = None,
                    store: str = "memory") -> Cohort:
     """Genotypes (``plink``/``pgen``/``vcf``): KING computed once and cached, keyed by every byte of them."""
-    from seq2king.genetics.genotypes import BedSource, PgenSource, VcfSource
-
     if not path:
         key = {"plink": "data.bfile=PREFIX", "pgen": "data.pfile=PREFIX", "vcf": "data.vcf=FILE"}[kind]
         raise InputError(f"data={kind} needs {key}")
@@ -272,9 +264,6 @@ def load_king(path: str, labels: str | None = None, label_column: str = "superpo
               source: str | None = None, digests: dict | None = None) -> Cohort:
     """A ready KING matrix in any form :func:`read_king` knows, plus optional labels. ``digests``: what the
     matrix was made from (default: the digest of the matrix file and its ``.king.id``)."""
-    from seq2king.genetics.kingio import king_id_for, read_king
-    from seq2king.genetics.labels import read_label_levels
-
     if not path:
         raise InputError("data=king needs data.path=FILE (a .king, .king.bin, .kin0, .npy or CSV/TSV matrix)")
     km = read_king(path, check_finite=False)

@@ -19,7 +19,6 @@ KING between the tokens, ``mask`` (B, n) True for real tokens.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from seq2king.data.cohort import STORES, Cohort, check_digests, load_genotypes, load_king, load_simulated
 from seq2king.data.feature_cache import feature_key, load_features, save_features
+from seq2king.data.king_source import king_source
 from seq2king.errors import InputError
+from seq2king.fileio import write_json
+from seq2king.genetics.genotypes import open_genotypes
+from seq2king.genetics.pca import fit_frequencies, held_out_scores, standardise, standardised_kernels, streamed_pcs
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,6 @@ class Scaler:
 
     def __call__(self, x):
         return (x - self.shift) / self.scale
-
-    def inverse(self, y):
-        return y * self.scale + self.shift
 
 
 class SequenceSet(Dataset):
@@ -235,8 +235,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if self.source == "simulated":
             n = int(self.simulation.get("samples", 1000))
         else:
-            from seq2king.genetics.genotypes import open_genotypes
-
             n = open_genotypes(**{SOURCE_KEYS[self.source]: self.path}).n_samples
         return "stream" if n > self.memory_max_people else "memory"
 
@@ -293,11 +291,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
                 f"data.max_len={self.max_len} is longer than the {len(train)} training people available as "
                 "tokens; lower data.max_len or use more people")
         self.cohort = cohort
+        self.king = king_source(cohort)
         self.splits = {"train": train, "val": splits["val"], "test": splits["test"], "panel": panel}
-        if cohort.king is None:
-            self._setup_stream(cohort, train, panel)
-        else:
-            self._setup_memory(cohort, train, panel)
+        self._build_tokens(cohort, train, panel)
         eval_len = self.max_len
         self.datasets = {
             "train": SequenceSet(train, self.sequences_per_epoch, self.min_len, self.max_len, self.seed, True),
@@ -308,23 +304,44 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  cohort.source, n, len(train), len(panel), len(splits["val"]), len(splits["test"]),
                  self.scaler.kind, self.scaler.shift, self.scaler.scale)
 
-    def _setup_memory(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
-        """Small cohorts: the scaler from every training pair of the full matrix, targets read from it."""
-        n = len(cohort.ids)
-        pairs = cohort.king[np.ix_(train, train)][~np.eye(len(train), dtype=bool)]
+    def _build_tokens(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
+        """The target scaler and each person's token, from :attr:`king` (the full matrix or the genotype store):
+        the scaler from training pairs (all of them with the matrix, ``scaler_pairs`` random ones from the
+        store), KING to the panel, then the genotype features (:meth:`_genotype_block`) and the input lines.
+        A streamed cohort's tokens are cached beside its store, keyed by everything they depend on."""
+        cache = None
+        if cohort.store is not None:
+            cache = (Path(cohort.store.prefix).parent, feature_key(
+                store=cohort.store.header, rows=cohort.store_rows, train=train, panel=panel.tolist(),
+                scaling=self.scaling, genotype_features=self.genotype_features, pcs=self.genotype_pcs,
+                pca_fit_max=self.pca_fit_max, seed=self.split_seed))
+            if (hit := load_features(*cache, len(cohort.ids))) is not None:
+                features, meta = hit
+                self.features = torch.from_numpy(features)
+                self.scaler = Scaler(*meta["scaler"])
+                self.target_mean, self.target_top = meta["target_mean"], meta["target_top"]
+                self.feature_blocks = {k: tuple(v) for k, v in meta["feature_blocks"].items()}
+                self.input_lines = meta["input_lines"]
+                return
+        pairs = self.king.scaler_pairs(train, self.scaler_pairs, self.split_seed)
         self.scaler = Scaler.fit(self.scaling, pairs)
         self.target_mean = float(self.scaler(pairs.mean()))  # the predict-the-mean baseline
         # the closest unrelated pairs: where a distance readout's bias (its prediction at distance 0) starts
         self.target_top = float(self.scaler(np.quantile(pairs, 0.99)))
-        self.king_scaled = torch.from_numpy(self.scaler(cohort.king)).float()
-        self.features = (self.king_scaled[:, torch.from_numpy(panel)] if len(panel)
-                         else torch.zeros(n, 0))
+        n = len(cohort.ids)
+        self.features = (torch.from_numpy(self.scaler(self.king.rectangle(np.arange(n), panel))).float()
+                         if len(panel) else torch.zeros(n, 0))
         # which columns of a token are what: (start, stop) of "king", "grm" and "pcs"
         self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
-        source = cohort.open_genotypes() if self.genotype_features and len(panel) else None
-        if source is not None:
-            self._add_genotype_features(self._genotype_features(cohort, source, train, panel))
-        self._fit_input_line(cohort, train)
+        if self.genotype_features and len(panel) and cohort.genotypes:
+            self._add_genotype_features(self._genotype_block(cohort, train, panel))
+        self._fit_input_line(train)
+        if cache is not None:
+            save_features(*cache, self.features.numpy(),
+                          scaler=[self.scaler.kind, self.scaler.shift, self.scaler.scale],
+                          target_mean=self.target_mean, target_top=self.target_top,
+                          feature_blocks={k: list(v) for k, v in self.feature_blocks.items()},
+                          input_lines=self.input_lines)
 
     def _add_genotype_features(self, extra: torch.Tensor) -> None:
         """Append the genomic relationship to the panel (as wide as the panel) and the PCs to the tokens."""
@@ -334,95 +351,53 @@ class Seq2KingDataModule(pl.LightningDataModule):
         if self.features.shape[1] > 2 * p:
             self.feature_blocks["pcs"] = (2 * p, int(self.features.shape[1]))
 
-    def _setup_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> None:
-        """Large cohorts, nothing ``people x people``: tokens from the KING rectangle people x panel, the
-        scaler from ``scaler_pairs`` random pairs of training tokens (the full path: all pairs), genotype
-        features from the store (:meth:`_genotype_features_stream`); targets per batch (:meth:`collate`).
-        The features are cached beside the store, keyed by everything they depend on."""
-        store, rows = cohort.store, cohort.store_rows
-        folder = Path(store.prefix).parent
-        key = feature_key(store=store.header, rows=rows, train=train, panel=panel.tolist(), scaling=self.scaling,
-                          genotype_features=self.genotype_features, pcs=self.genotype_pcs,
-                          pca_fit_max=self.pca_fit_max, seed=self.split_seed)
-        cached = load_features(folder, key, len(cohort.ids))
-        if cached is not None:
-            features, meta = cached
-            self.features = torch.from_numpy(features)
-            self.scaler = Scaler(*meta["scaler"])
-            self.target_mean, self.target_top = meta["target_mean"], meta["target_top"]
-            self.feature_blocks = {k: tuple(v) for k, v in meta["feature_blocks"].items()}
-            self.input_lines = meta["input_lines"]
-            return
-        n = len(cohort.ids)
-        if len(panel):
-            from tqdm.auto import tqdm
+    def _genotype_block(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
+        """What KING-robust discards on purpose, allele frequencies, as token features ``(n, panel + pcs)``.
 
-            kp = np.empty((n, len(panel)))
-            t0 = time.perf_counter()
-            for s in tqdm(range(0, n, 2048), desc="KING to the panel", leave=False):
-                kp[s:s + 2048] = store.king(rows[s:s + 2048], rows[panel])
-            log.info("KING to the panel (%d people x %d) took %.1f s", n, len(panel), time.perf_counter() - t0)
-        # the scaler from a seeded sample of training-token pairs (the full path uses all of them)
-        rng = np.random.default_rng([self.split_seed, 3])
-        a, b = rng.choice(train, self.scaler_pairs), rng.choice(train, self.scaler_pairs)
-        pairs = self.king_pairs(a[a != b], b[a != b])
-        self.scaler = Scaler.fit(self.scaling, pairs)
-        self.target_mean = float(self.scaler(pairs.mean()))
-        self.target_top = float(self.scaler(np.quantile(pairs, 0.99)))
-        self.features = torch.from_numpy(self.scaler(kp)).float() if len(panel) else torch.zeros(n, 0)
-        self.feature_blocks = {"king": (0, len(panel))} if len(panel) else {}
-        if self.genotype_features and len(panel):
-            self._add_genotype_features(self._genotype_features_stream(cohort, train, panel))
-        self._fit_input_line(cohort, train)
-        save_features(folder, key, self.features.numpy(),
-                      scaler=[self.scaler.kind, self.scaler.shift, self.scaler.scale],
-                      target_mean=self.target_mean, target_top=self.target_top,
-                      feature_blocks={k: list(v) for k, v in self.feature_blocks.items()},
-                      input_lines=self.input_lines)
+        Genotypes are standardised with allele frequencies from training people only (tokens and panel):
 
-    def _genotype_features_stream(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
-        """:meth:`_genotype_features` from the store, in passes over row blocks: the genomic relationship
-        with the panel, and PCs from :func:`~seq2king.genetics.pca.streamed_pcs` (fitted on at most
-        ``data.pca_fit_max`` training people, the training tokens among them scored out of fold, everyone
-        else projected)."""
-        from seq2king.genetics.pca import standardise, streamed_pcs
-        from seq2king.genetics.store import fit_frequencies
+        - each person's genomic relationship with the panel, scaled to unit variance over the training
+          tokens' rows;
+        - ``genotype_pcs`` principal components (what ``plink2 --pca`` users draw), fitted on training
+          people; training tokens are scored out of fold (:func:`~seq2king.genetics.pca.out_of_fold_scores`),
+          so that they look like the new people the model will meet; each PC scaled to unit variance over
+          them.
 
-        store, rows = cohort.store, cohort.store_rows
-        fit = np.sort(np.concatenate([train, panel]))
-        freq, keep = fit_frequencies(store, rows[fit])
-        m = len(freq)
-        zp = standardise(store.rows(rows[panel])[:, keep], freq)
-        grm = np.empty((len(rows), len(panel)))
-        for sl, g in store.row_blocks(rows):
-            grm[sl] = standardise(g[:, keep], freq) @ zp.T / m
+        With the full matrix in memory, one pass over the genotype files and exact kernel PCA; streamed, passes
+        over the store and scikit-learn's randomized PCA fitted on at most ``data.pca_fit_max`` training people
+        (:func:`~seq2king.genetics.pca.streamed_pcs`).
+        """
+        fit = np.concatenate([train, panel])
+        if cohort.store is None:
+            source = cohort.open_genotypes()
+            row = {iid: i for i, iid in enumerate(source.samples.iid)}
+            rows = np.array([row[i] for i in cohort.ids])
+            k_ff, k_pf, m = standardised_kernels(source, rows[fit], rows)
+            if m == 0:
+                raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
+                                 f"{len(fit)} training people")
+            k_ff, k_pf = k_ff / m, k_pf / m
+            grm = k_pf[:, len(train):]  # (n, panel): the panel is the tail of ``fit``
+            pcs = held_out_scores(k_ff, k_pf, train, self.genotype_pcs, seed=self.split_seed) \
+                if self.genotype_pcs else None
+        else:
+            store, rows = cohort.store, cohort.store_rows
+            fit = np.sort(fit)
+            freq, keep = fit_frequencies(store, rows[fit])
+            zp = standardise(store.rows(rows[panel])[:, keep], freq)
+            grm = np.empty((len(rows), len(panel)))
+            for sl, g in store.row_blocks(rows):
+                grm[sl] = standardise(g[:, keep], freq) @ zp.T / len(freq)
+            pcs = streamed_pcs(store, rows, keep, freq, fit, train, self.genotype_pcs, fit_max=self.pca_fit_max,
+                               seed=self.split_seed) if self.genotype_pcs else None
         ref = grm[train]
         parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
-        if self.genotype_pcs:
-            pcs = streamed_pcs(store, rows, keep, freq, fit, train, self.genotype_pcs,
-                               fit_max=self.pca_fit_max, seed=self.split_seed)
+        if pcs is not None:
             sd = pcs[train].std(0)
             parts.append(pcs / np.where(sd > 0, sd, 1.0))
         return torch.from_numpy(np.concatenate(parts, 1)).float()
 
-    def king_between(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-        """Unscaled KING (float64) between cohort positions ``a`` and ``b`` (``None``: ``a`` with itself),
-        from the full matrix or, streamed, from the genotype store: the same values bit for bit."""
-        c = self.cohort
-        if c.king is not None:
-            return c.king[np.ix_(a, a if b is None else b)]
-        return c.store.king(c.store_rows[np.asarray(a)], None if b is None else c.store_rows[np.asarray(b)])
-
-    def king_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Unscaled KING of each pair ``(a[k], b[k])``."""
-        c = self.cohort
-        if c.king is not None:
-            return c.king[a, b]
-        from seq2king.genetics.store import store_king_pairs
-
-        return store_king_pairs(c.store, c.store_rows[np.asarray(a)], c.store_rows[np.asarray(b)])
-
-    def _fit_input_line(self, cohort: Cohort, train: np.ndarray, pairs: int = 20000) -> None:
+    def _fit_input_line(self, train: np.ndarray, pairs: int = 20000) -> None:
         """KING against the distance between token features, on random training pairs (what
         ``model.input_bias`` starts from), for all the features (``inputs``) and for the genotype PCs alone
         (``pcs``): ``columns``, ``scale`` (the mean squared distance between two tokens' columns) and the
@@ -433,7 +408,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         rng = np.random.default_rng([self.split_seed, 2])
         a, b = rng.choice(train, pairs), rng.choice(train, pairs)
         a, b = a[a != b], b[a != b]
-        t = self.scaler(self.king_pairs(a, b))
+        t = self.scaler(self.king.pairs(a, b))
         diff = (self.features[torch.from_numpy(a)] - self.features[torch.from_numpy(b)]).double()
         blocks = {"inputs": (0, int(self.features.shape[1]))}
         if "pcs" in self.feature_blocks:
@@ -477,36 +452,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
             out[name] = np.sort(np.array([index[x] for x in names], dtype=np.int64))
         return out
 
-    def _genotype_features(self, cohort: Cohort, source, train: np.ndarray, panel: np.ndarray) -> torch.Tensor:
-        """What KING-robust discards on purpose, allele frequencies, as token features ``(n, panel + pcs)``.
-
-        Genotypes are standardised with allele frequencies from training people only
-        (tokens and panel), in one pass over the genotypes:
-
-        - each person's genomic relationship with the panel, scaled to unit variance
-          over the training tokens' rows;
-        - ``genotype_pcs`` principal components (what ``plink2 --pca`` users draw),
-          fitted on training people; training tokens are scored out of fold
-          (:func:`~seq2king.genetics.pca.out_of_fold_scores`), so that they look like the
-          new people the model will meet; each PC scaled to unit variance over them.
-        """
-        from seq2king.genetics.pca import held_out_pcs, standardised_kernels
-
-        row = {iid: i for i, iid in enumerate(source.samples.iid)}
-        rows = np.array([row[i] for i in cohort.ids])
-        fit = np.concatenate([train, panel])
-        k_ff, k_pf, m = standardised_kernels(source, rows[fit], rows)
-        if m == 0:
-            raise InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
-                             f"{len(fit)} training people")
-        k_ff, k_pf = k_ff / m, k_pf / m
-        grm = k_pf[:, len(train):]  # (n, panel): the panel is the tail of ``fit``
-        ref = grm[train]
-        parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
-        if self.genotype_pcs:
-            parts.append(held_out_pcs(k_ff, k_pf, train, self.genotype_pcs, seed=self.split_seed))
-        return torch.from_numpy(np.concatenate(parts, 1)).float()
-
     @property
     def num_features(self) -> int:
         """Features per token (kinship tokenizer): KING to the panel, plus genomic relationship when used."""
@@ -535,8 +480,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
         return out
 
     def write_split(self, path: Path) -> None:
-        from seq2king.fileio import write_json
-
         write_json(path, self.split_summary())
 
     # -- batches ----------------------------------------------------------------------
@@ -547,11 +490,9 @@ class Seq2KingDataModule(pl.LightningDataModule):
         index[mask] = np.concatenate(seqs)  # row by row, as the mask's True entries are ordered
         index, mask = torch.from_numpy(index), torch.from_numpy(mask)
         safe = index.clamp_min(0)
-        if self.cohort.king is None:  # streamed: each sequence's KING from the store, scaled as the matrix is
-            target = torch.from_numpy(np.stack(
-                [self.scaler(self.king_between(row)) for row in safe.numpy()]).astype(np.float32))
-        else:
-            target = self.king_scaled[safe[:, :, None], safe[:, None, :]]
+        # each sequence's KING (from the matrix, or from the store: the same values), scaled
+        target = torch.from_numpy(np.stack([self.scaler(self.king.block(row)) for row in safe.numpy()])
+                                  .astype(np.float32))
         features = self.features[safe]
         return {"index": index, "features": features, "target": target, "mask": mask}
 

@@ -236,7 +236,7 @@ class KingEngine:
                 bar.close()
 
     def _run_pass(self, group, bar) -> Iterator[KingBand]:
-        dev, n = self.device, self.n
+        dev = self.device
         cols_needed = max(r1 for _, r1 in group)
         # The missing-call counts are allocated at the first block with a missing call.
         names = ["gg"] + (["hh"] if self.with_counts else [])

@@ -75,7 +75,7 @@ def standardised_products(source: GenotypeSource, freq_rows: np.ndarray, pairs: 
     return out, used
 
 
-def _no_variation(source, n_fit: int, what: str = "") -> InputError:
+def no_variation(source, n_fit: int, what: str = "") -> InputError:
     return InputError(f"{getattr(source, 'path', source)}: no variant is polymorphic among the "
                       f"{n_fit} training people{what}")
 
@@ -95,7 +95,7 @@ def relationship(source: GenotypeSource, freq_rows: np.ndarray, rows: np.ndarray
     allele frequencies from ``freq_rows`` only (variants monomorphic among them dropped)."""
     (k,), used = standardised_products(source, freq_rows, [(rows, rows)], block_size, dtype)
     if used == 0:
-        raise _no_variation(source, len(freq_rows))
+        raise no_variation(source, len(freq_rows))
     return k / used
 
 
@@ -112,7 +112,7 @@ def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.
                                                                  if with_relationship else [])
     kernels, m = standardised_products(source, fit_rows, pairs, block_size, dtype)
     if m == 0:
-        raise _no_variation(source, len(fit_rows), "; genotype PCA needs variation")
+        raise no_variation(source, len(fit_rows), "; genotype PCA needs variation")
     k_ff, k_pf = kernels[0] / m, kernels[1] / m
     k = min(n_components, len(fit_rows) - 1)
     kpca = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense").fit(k_ff)
@@ -120,16 +120,23 @@ def genotype_pca(source: GenotypeSource, fit_rows: np.ndarray, project_rows: np.
                        kernels[2] / m if with_relationship else None)
 
 
-def held_out_pcs(k_ff: np.ndarray, k_pf: np.ndarray, held_rows: np.ndarray, n_components: int,
-                 seed: int = 0) -> np.ndarray:
-    """``(p, k)`` PCs of every projected person, each scaled to unit variance over the held people.
+def held_out_scores(k_ff: np.ndarray, k_pf: np.ndarray, held_rows: np.ndarray, n_components: int,
+                    seed: int = 0) -> np.ndarray:
+    """``(p, k)`` PC scores of every projected person.
 
     The held people are the first ``len(held_rows)`` fit people and rows ``held_rows`` of
     ``k_pf``; they are scored out of fold (:func:`out_of_fold_scores`), everyone else projected.
     """
     pcs, held = out_of_fold_scores(k_ff, k_pf, np.arange(len(held_rows)), n_components, seed=seed)
     pcs[held_rows] = held
-    sd = held.std(0)
+    return pcs
+
+
+def held_out_pcs(k_ff: np.ndarray, k_pf: np.ndarray, held_rows: np.ndarray, n_components: int,
+                 seed: int = 0) -> np.ndarray:
+    """:func:`held_out_scores`, each PC scaled to unit variance over the held people."""
+    pcs = held_out_scores(k_ff, k_pf, held_rows, n_components, seed=seed)
+    sd = pcs[held_rows].std(0)
     return pcs / np.where(sd > 0, sd, 1.0)
 
 
@@ -166,6 +173,22 @@ def out_of_fold_scores(k_ff: np.ndarray, k_pf: np.ndarray, held: np.ndarray, n_c
         rot, _ = orthogonal_procrustes(rest_scores, fit_scores[rest])
         out[part] = sub.transform(k_ff[np.ix_(held[part], rest)]) @ rot
     return projected, out
+
+
+def fit_frequencies(store, fit_rows) -> tuple[np.ndarray, np.ndarray]:
+    """``(freq, keep)``: which variants are usable (called and polymorphic among ``fit_rows``) and their ALT
+    frequency over the called genotypes (:func:`allele_frequencies`, streamed from a genotype store)."""
+    alt = np.zeros(store.m, dtype=np.int64)
+    called = np.zeros(store.m, dtype=np.int64)
+    for _, g in store.row_blocks(np.sort(np.asarray(fit_rows))):
+        ok = g != MISSING
+        called += ok.sum(0)
+        alt += np.where(ok, g, 0).sum(0, dtype=np.int64)
+    freq = alt / np.maximum(2 * called, 1)
+    keep = (called > 0) & (freq > 0) & (freq < 1)
+    if not keep.any():
+        raise no_variation(store.header.get("genotypes"), len(fit_rows))
+    return freq[keep], keep
 
 
 def _sample_fit(store, rows: np.ndarray, keep: np.ndarray, freq: np.ndarray, fit: np.ndarray,
@@ -220,8 +243,6 @@ def store_genotype_pca(store, rows: np.ndarray, fit: np.ndarray, people: np.ndar
     ``fit`` person, scikit-learn's randomized PCA fitted on at most ``fit_max`` of them (seeded), the
     ``people`` projected, and their genomic relationship among themselves (``people x people``: keep
     them few, e.g. ``analysis.max_people``)."""
-    from seq2king.genetics.store import fit_frequencies
-
     freq, keep = fit_frequencies(store, rows[np.asarray(fit)])
     _, _, z, pca = _sample_fit(store, rows, keep, freq, fit, n_components, fit_max, seed)
     pca = pca().fit(z)

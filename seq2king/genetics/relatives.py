@@ -17,6 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
+from seq2king.fileio import atomic_files
 from seq2king.genetics.genotypes import SampleIds
 from seq2king.genetics.king import KingBand
 
@@ -65,8 +66,6 @@ def prune_related(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 def write_cutoff_ids(out: str | os.PathLike, ids: SampleIds, removed: np.ndarray) -> list[str]:
     """``OUT.king.cutoff.in.id`` and ``OUT.king.cutoff.out.id`` as plink2 writes them, atomically."""
-    from seq2king.fileio import atomic_files
-
     cols = ids.columns()
     head = "#" + "\t".join(name for name, _ in cols) + "\n"
     rows = ["\t".join(r) + "\n" for r in zip(*(vals for _, vals in cols))]

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from seq2king.errors import InputError
+from seq2king.fileio import atomic_files, temp_folder
+from seq2king.genetics.genotypes import BedSource
 
 DEFAULT_MODEL = "AmericanAdmixture_4B18"
 FIVE_CONTINENTS = "FiveContinents"
@@ -309,8 +311,6 @@ def _write_cohort(out, iids, pop_of, supers, chrom, pos, ref, alt, dos) -> list[
     variant (an array ``(variants, people)`` or any iterable of rows), written SNP by SNP."""
     from bed_reader import create_bed
 
-    from seq2king.fileio import atomic_files
-
     out = str(out)
     paths = [out + ".bed", out + ".bim", out + ".fam", out + ".labels.tsv"]
     with atomic_files(*paths) as (bed, bim, fam, lab):
@@ -445,15 +445,11 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
         raise InputError(f"--loci {loci}: need at least 100 loci")
     import tempfile
 
-    from seq2king.fileio import temp_folder
-
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "continents"
         simulate(base, model=FIVE_CONTINENTS, samples=500, length=length, seed=seed, maf=maf,
                  workers=workers, progress=progress)
-        from seq2king.genetics.genotypes import BedSource
-
         src = BedSource(base)
         g = src.read_all().astype(np.float64)  # (people, variants)
         cont = [iid.split("_")[0] for iid in src.samples.iid]

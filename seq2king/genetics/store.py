@@ -243,24 +243,3 @@ def store_king_pairs(store: GenotypeStore, rows_a, rows_b, chunk: int = 64) -> n
     for s in range(0, len(rows_a), chunk):
         out[s:s + chunk] = np.diagonal(store.king(rows_a[s:s + chunk], rows_b[s:s + chunk]))
     return out
-
-
-# ----------------------------------------------------------------------------- standardised genotypes
-
-
-def fit_frequencies(store: GenotypeStore, fit_rows) -> tuple[np.ndarray, np.ndarray]:
-    """``(freq, keep)``: which variants are usable (called and polymorphic among ``fit_rows``) and their ALT
-    frequency over the called genotypes (:func:`seq2king.genetics.pca.allele_frequencies`, streamed)."""
-    alt = np.zeros(store.m, dtype=np.int64)
-    called = np.zeros(store.m, dtype=np.int64)
-    for _, g in store.row_blocks(np.sort(np.asarray(fit_rows))):
-        ok = g != MISSING
-        called += ok.sum(0)
-        alt += np.where(ok, g, 0).sum(0, dtype=np.int64)
-    freq = alt / np.maximum(2 * called, 1)
-    keep = (called > 0) & (freq > 0) & (freq < 1)
-    if not keep.any():
-        from seq2king.genetics.pca import _no_variation
-
-        raise _no_variation(store.header.get("genotypes"), len(fit_rows))
-    return freq[keep], keep

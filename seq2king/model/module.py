@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import pytorch_lightning as pl
 import torch
 
 from seq2king.errors import InputError
-from seq2king.model.transformer import Seq2King, Seq2KingConfig, attention_kl, masked_pair_mse
+from seq2king.model.losses import attention_kl, masked_pair_mse
+from seq2king.model.transformer import Seq2King, Seq2KingConfig
 
 log = logging.getLogger(__name__)
 
 
-def _own_peak_gb() -> float:
-    """This process's peak resident memory: VmHWM (getrusage's maxrss would carry a spawning parent's
-    peak through fork and exec)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1048576
-    except OSError:
-        pass
-    import resource
+# options the regimes showed do not help, taken out (docs/training.md has the measurements); a checkpoint
+# or config that sets them to the one value they now always have still loads
+REMOVED = {"kernel": ("distance", "the symmetric readout's logits are always the distance kernel"),
+           "signed_readout": (None, "it only applied to model.kernel=dot"),
+           "bias_readout": (False, "a bias in the readout cost its KING skill"),
+           "bias_scale": (1.0, "a broader start did not help")}
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
+
+def _without_removed(cfg: dict) -> dict:
+    for key, (kept, why) in REMOVED.items():
+        if key in cfg:
+            value = cfg.pop(key)
+            if kept is not None and value != kept:
+                raise InputError(f"model.{key}={value!r}: this option was removed ({why}; docs/training.md); "
+                                 f"leave it out (it is always {kept!r} now)")
+    if cfg.get("input_bias") in (True, "inputs"):
+        raise InputError(f"model.input_bias={cfg['input_bias']!r}: the bias on all token features was removed "
+                         "(it cost the default cohort 0.990 -> 0.965; docs/training.md); use pcs or false")
+    return cfg
 
 
 class Seq2KingModule(pl.LightningModule):
@@ -48,14 +55,10 @@ class Seq2KingModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = self._config(model, num_individuals, num_features)
-        line = self._input_line(self.cfg, input_lines or {})
+        self._input_line(self.cfg, input_lines or {})
         self.net = Seq2King(self.cfg)
-        if self.cfg.head == "attention" and self.cfg.kernel == "distance" and self.cfg.symmetric_readout:
-            if line is not None and self.cfg.bias_readout:
-                # the input bias carries the spread of the start: the learned distance starts small
-                self.net.init_distance_readout(line["intercept"], 0.1 * (target_top - target_mean))
-            else:
-                self.net.init_distance_readout(target_top, target_top - target_mean)
+        if self.cfg.head == "attention" and self.cfg.symmetric_readout:
+            self.net.init_distance_readout(target_top, target_top - target_mean)
         self.optim_cfg = {"name": "adamw", "lr": 3e-4, "weight_decay": 0.01, "betas": (0.9, 0.98),
                           **(optimizer or {})}
         self.sched_cfg = {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.05, **(scheduler or {})}
@@ -88,7 +91,7 @@ class Seq2KingModule(pl.LightningModule):
     @staticmethod
     def _config(model: dict, num_individuals: int, num_features: int) -> Seq2KingConfig:
         """The network's config from the model keys and what the data sets."""
-        cfg = dict(model)
+        cfg = _without_removed(dict(model))
         if cfg.get("tokenizer") == "index":
             cfg["num_individuals"] = num_individuals
         else:
@@ -114,26 +117,6 @@ class Seq2KingModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "datasets"):
             dm.datasets["train"].set_epoch(self.current_epoch)
-        self._epoch_started = time.perf_counter()
-
-    def _epoch_timed(self) -> None:
-        # the training batches alone (built and stepped; the validation run inside the epoch is not counted):
-        # benchmarks/scale.py reads this line
-        if getattr(self, "_epoch_started", None) is not None:
-            log.info("epoch %d: training took %.2f s", self.current_epoch, time.perf_counter() - self._epoch_started)
-            self._epoch_started = None
-
-    def on_validation_epoch_start(self) -> None:
-        if self._trainer is not None and self.trainer.state.fn == "fit":
-            self._epoch_timed()
-
-    def on_train_epoch_end(self) -> None:
-        self._epoch_timed()
-
-    def on_fit_end(self) -> None:
-        if self._trainer is not None and self.trainer.world_size > 1:  # each process's own peak (benchmarks read it)
-            print(f"seq2king: process {self.global_rank} of {self.trainer.world_size}: peak memory "
-                  f"{_own_peak_gb():.2f} GB", flush=True)
 
     def _step(self, batch, stage: str):
         if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):

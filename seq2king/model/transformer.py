@@ -11,17 +11,15 @@ predict the (scaled) kinship of every pair of tokens:
 - ``attention`` (default): read from the last layer's own attention logits,
   ``pred_h(i, j) = T_h * logit_h(i, j) + b`` for each head h with a fixed temperature
   ``T_h``, so the kinship the model predicts IS what its last attention ranks people
-  by. With ``symmetric_readout`` the keys are the queries, and with
-  ``kernel="distance"`` (default) the logits are ``-|q_i - q_j|^2 / (2 sqrt(d_head))``:
-  a Gaussian kernel in a learned space, so nobody can be a hub and the queries are
-  the model's embedding. The heads' temperatures spread geometrically
+  by. With ``symmetric_readout`` (default) the keys are the queries and the logits
+  are ``-|q_i - q_j|^2 / (2 sqrt(d_head))``: a Gaussian kernel in a learned space,
+  so nobody can be a hub and the queries are the model's embedding. The heads' temperatures spread geometrically
   (``readout_temperature`` down to ``readout_temperature / readout_range``): each head
   reads relatedness at its own resolution. Training adds to the pair MSE a row-wise
   KL between each head's attention and softmax(KING / T_h) (:func:`attention_kl`),
   which weighs the top of each row, where attention goes;
 - ``pairwise``: symmetric, order-invariant, ``pred_ij = <W h_i, W h_j> / sqrt(d) + b``
-  (nothing ties attention to kinship: on the default cohort its best test intra
-  share was 0.42 against 0.59 for entropy-matched softmax-KING);
+  (nothing ties attention to kinship: docs/training.md has its measured figures);
 - ``positional``: the paper's ``Linear(d_model -> max_len)``, ``pred_ij = out[i, j]``.
 
 Two attention paths: training uses ``F.scaled_dot_product_attention`` (flash /
@@ -34,18 +32,17 @@ softmax weights ``(batch, heads, n, n)`` and the pre-softmax scores (for the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from seq2king.errors import InputError
+from seq2king.model.kernels import Dropout, Tanh
 
 TOKENIZERS = ("kinship", "index")
 HEADS = ("pairwise", "positional", "attention")
-KERNELS = ("dot", "distance")
 
 @dataclass
 class Seq2KingConfig:
@@ -67,15 +64,15 @@ class Seq2KingConfig:
     # attention head: the heads' temperatures spread geometrically from readout_temperature down to
     # readout_temperature / readout_range, so the heads read relatedness at several resolutions (1: alike)
     readout_range: float = 1.0
-    symmetric_readout: bool = False  # attention head: the last layer's keys ARE its queries (symmetric logits)
-    signed_readout: bool = False  # with symmetric_readout: half of each head's dimensions count negatively
+    # attention head: the last layer's keys ARE its queries and its logits are -|q_i - q_j|^2 / (2 sqrt(d)):
+    # a Gaussian kernel in a learned space, symmetric, and nobody can be a hub
+    symmetric_readout: bool = False
     per_head_readout: bool = False  # attention head: train every head's logits to predict kinship, not their mean
-    kernel: str = "dot"  # symmetric last layer: "dot" (q_i . S q_j) or "distance" (-|q_i - q_j|^2 / 2)
     num_features: int = 0  # kinship tokenizer: features per token (0: panel_size, KING only)
-    # kinship tokenizer: every attention logit gets -gamma_{layer,head} * |z_i - z_j|^2 with z the token
-    # features as fed over feature_scale (mean squared distance 1 between training tokens): attention
-    # starts where softmax over the inputs is and learns what it misses
-    input_bias: bool | str = False  # false | inputs (all token features; true means this) | pcs (genotype PCs)
+    # kinship tokenizer: the logits of every layer below the readout get -gamma_{layer,head} * |z_i - z_j|^2,
+    # z the token's genotype PCs over feature_scale (mean squared distance 1 between training tokens):
+    # attention starts where softmax over the PCs is and learns what it misses
+    input_bias: bool | str = False  # false | pcs
     bias_columns: tuple | None = None  # set from the data: the feature columns the bias reads
     feature_scale: float = 1.0
     bias_slope: float = 0.0  # data: least-squares slope of scaled KING on |z_i - z_j|^2 (training pairs), >= 0
@@ -85,14 +82,10 @@ class Seq2KingConfig:
     # input neighbours (contextual denoising), so the next layer's bias sees the pooled features
     input_denoise: bool = False
     denoise_entropy: float = 1.5
-    bias_readout: bool = True  # input_bias: also in the readout layer (false: only the layers below it)
-    bias_scale: float = 1.0  # input_bias: the starting gamma of the layers below the readout, times this
 
     def bias_block(self) -> str | None:
-        """The token features ``input_bias`` reads: ``"inputs"`` (``true`` means this), ``"pcs"``, or None."""
-        if self.input_bias in (False, None, "none"):
-            return None
-        return "inputs" if self.input_bias is True else str(self.input_bias)
+        """The token features ``input_bias`` reads (``"pcs"``), or None."""
+        return None if self.input_bias in (False, None, "none") else str(self.input_bias)
 
     def temperatures(self) -> list[float] | None:
         """The attention head's output scale of each head; None when it is learned."""
@@ -108,8 +101,6 @@ class Seq2KingConfig:
             raise InputError(f"model.head={self.head!r}: choose one of {', '.join(HEADS)}")
         if self.readout_range < 1:
             raise InputError(f"model.readout_range={self.readout_range}: must be at least 1 (1: every head alike)")
-        if self.kernel not in KERNELS:
-            raise InputError(f"model.kernel={self.kernel!r}: choose one of {', '.join(KERNELS)}")
         if self.activation not in ACTIVATIONS:
             raise InputError(f"model.activation={self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         if self.heads < 1 or self.d_model % self.heads:
@@ -122,87 +113,10 @@ class Seq2KingConfig:
             raise InputError("model.tokenizer=index needs num_individuals (set from the data)")
         if not self.denoise_entropy > 0:
             raise InputError(f"model.denoise_entropy={self.denoise_entropy}: must be positive (nats)")
-        if self.input_bias not in (False, True, None, "none", "inputs", "pcs"):
-            raise InputError(f"model.input_bias={self.input_bias!r}: choose false, inputs or pcs")
+        if self.input_bias not in (False, None, "none", "pcs"):
+            raise InputError(f"model.input_bias={self.input_bias!r}: choose false or pcs")
         if self.tokenizer == "kinship" and self.panel_size < 1:
             raise InputError(f"model.panel_size={self.panel_size}: must be positive")
-
-
-class _Dropped(torch.autograd.Function):
-    """``x * keep * scale`` for a 0/1 ``keep`` of bytes: saves the bytes, not a float mask or ``x``."""
-
-    @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return (x * keep).mul_(scale)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return (grad * keep).mul_(ctx.scale), None, None
-
-
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a faster mask on the CPU.
-
-    On the CPU, ``torch.bernoulli_`` draws one random number at a time and was a
-    quarter of a training step (profiled at the paper preset). Here one 64-bit word
-    (numpy's SFC64, seeded from torch's generator) gives four 16-bit uniforms, and
-    an element is kept when its uniform is at or above ``p``'s threshold: the keep
-    probability is ``p`` rounded to 1/65536. The mask multiplies as bytes (``uint8``): a boolean operand is converted to float
-    inside the product at half the speed, in the forward and again in the backward.
-    Elsewhere (CUDA) and in eval mode, plain dropout. :meth:`add` is the residual
-    ``x + dropout(a)``.
-    """
-
-    def _keep(self, x: torch.Tensor) -> torch.Tensor | None:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
-            return None
-        n = x.numel()
-        # numpy's SFC64 makes 64-bit words in 55-60% of torch.randint's time here; seeded from
-        # torch's generator, so torch.manual_seed / seed_everything still fix the masks
-        seed = int(torch.randint(0, 2**63 - 1, (1,)))
-        bits = torch.from_numpy(np.random.SFC64(seed).random_raw((n + 3) // 4).view(np.int64))
-        return bits.view(torch.int16)[:n].view(x.shape) >= int(round(self.p * 65536)) - 32768
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = self._keep(x)
-        if keep is None:
-            return super().forward(x)
-        return _Dropped.apply(x, keep.view(torch.uint8), 1.0 / (1.0 - self.p))
-
-    def add(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``x + dropout(a)``."""
-        return x + self(a)
-
-
-class _SigmoidTanh(torch.autograd.Function):
-    """``tanh(x)`` as ``2 sigmoid(2x) - 1``; the backward from the output, as torch's own."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-class Tanh(nn.Tanh):
-    """``nn.Tanh``, computed on the CPU as ``2 sigmoid(2x) - 1``.
-
-    The CPU's ``torch.tanh`` (accurate to 1 ulp) took 9-13 ms on a (150, 95, 512)
-    activation where ``torch.sigmoid`` takes 1.3-2 ms (measured on the project's
-    2-core AMD CPU). The identity holds exactly; in float32 the sigmoid form is
-    within 2.4e-7 of ``torch.tanh`` (absolute; tests check it, and its gradient).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _SigmoidTanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
 
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": Tanh, "silu": nn.SiLU}
@@ -211,34 +125,22 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": Tanh, "silu": nn.SiLU}
 class Attention(nn.Module):
     """Multi-head attention with a padding mask; optionally returns its weights.
 
-    ``tied``: keys are the queries, so the logits ``q_i . q_j`` are symmetric. A
-    readout that predicts kinship from symmetrised logits leaves their antisymmetric
-    part free, and ``u_j - u_i`` in it makes person j a hub everyone attends to
-    (the row softmax ignores ``u_i``); tied logits have no such part.
-
-    ``kernel="distance"`` (tied only): the logits are ``-|q_i - q_j|^2 / (2 sqrt(d_head))``,
-    a Gaussian kernel. A symmetric bilinear form can still hold ``u_i + u_j`` (person
-    j a hub for every row); a distance cannot: each person attends to the people
-    nearest to them in query space, and the model's embedding (the queries) is the
-    space its attention ranks people in.
+    ``tied`` (the attention head's readout): keys are the queries and the logits are
+    ``-|q_i - q_j|^2 / (2 sqrt(d_head))``, a Gaussian kernel. A readout that predicts
+    kinship from untied, symmetrised logits leaves their antisymmetric part free, and
+    ``u_j - u_i`` in it makes person j a hub everyone attends to; a symmetric bilinear
+    form can still hold ``u_i + u_j``; a distance can do neither: each person attends to
+    the people nearest to them in query space, and the model's embedding (the queries)
+    is the space its attention ranks people in.
     """
 
     def __init__(self, cfg: Seq2KingConfig, tied: bool = False):
         super().__init__()
         self.heads = cfg.heads
         self.tied = tied
-        self.distance = tied and cfg.kernel == "distance"
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
         if tied:
             self.v = nn.Linear(cfg.d_model, cfg.d_model)
-            # keys = queries x signature: +1 everywhere gives a positive semi-definite form
-            # q_i . q_j; with half the dimensions at -1 the symmetric form can be indefinite,
-            # as kinship between groups is (negative across, positive within).
-            dh = cfg.d_model // cfg.heads
-            sig = torch.ones(dh)
-            if cfg.signed_readout and not self.distance:
-                sig[dh // 2:] = -1.0
-            self.register_buffer("signature", sig, persistent=False)
         else:
             self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
@@ -255,16 +157,12 @@ class Attention(nn.Module):
         q = self.queries(x)
         if self.tied:
             assert ctx is x, "tied queries and keys need self-attention"
-            k = q * self.signature
-        else:
-            b, m, d = ctx.shape
-            k = self.kv(ctx)[..., :d].view(b, m, self.heads, d // self.heads).transpose(1, 2)
-        if self.distance:
             # q_i.q_j - |q_i|^2/2 - |q_j|^2/2 = -|q_i - q_j|^2 / 2, as one product of augmented vectors
             half = -0.5 * q.square().sum(-1, keepdim=True)
             one = torch.ones_like(half)
-            q, k = torch.cat([q, half, one], -1), torch.cat([q, one, half], -1)
-        return q, k
+            return torch.cat([q, half, one], -1), torch.cat([q, one, half], -1)
+        b, m, d = ctx.shape
+        return q, self.kv(ctx)[..., :d].view(b, m, self.heads, d // self.heads).transpose(1, 2)
 
     def _v(self, ctx):
         b, m, d = ctx.shape
@@ -374,14 +272,12 @@ class Seq2King(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.bias_log_gamma = None
         if cfg.bias_block() and cfg.tokenizer == "kinship":
-            # every self-attention layer (the last encoder layer is the readout): log gamma per head,
-            # starting at slope / T_h, so that the readout's prediction starts at KING's least-squares
-            # line on the inputs' distance, and earlier layers pool each person with their input neighbours
+            # log gamma per head of every self-attention layer, starting at slope / T_h (KING's least-squares
+            # line on the PCs' distance); the attention head's readout row stays unused (a bias there cost the
+            # readout its KING skill: docs/training.md), kept so that checkpoints keep their shape
             temps = torch.tensor(cfg.temperatures() or [1.0] * cfg.heads)
             start = torch.log(max(cfg.bias_slope, 1e-3) / temps)
-            start = start.repeat(cfg.depth + cfg.decoder_depth, 1)
-            start[:-1] += math.log(cfg.bias_scale)
-            self.bias_log_gamma = nn.Parameter(start)
+            self.bias_log_gamma = nn.Parameter(start.repeat(cfg.depth + cfg.decoder_depth, 1))
         if cfg.head == "pairwise":
             self.pair = nn.Linear(cfg.d_model, cfg.pair_dim)
             self.pair_bias = nn.Parameter(torch.zeros(()))
@@ -453,73 +349,74 @@ class Seq2King(nn.Module):
         return d2.masked_fill(eye, 0.0)
 
     def forward(self, batch, need_weights: bool = False, per_head: bool = False):
+        """Predicted scaled kinship ``(B, n, n)`` (``per_head``: ``(B, H, n, n)``, attention head); with
+        ``need_weights`` also ``{"weights", "scores", "embeddings"}`` for the analysis."""
         mask = batch["mask"]
-        x = self.embed(batch)
-        weights, scores = [], []
-        blocks = [(b, False) for b in self.encoder] + [(b, True) for b in self.decoder]
-        memory = None
-        z = self.input_features(batch)
-        d2 = None if z is None else self.input_distance(z)  # once, unless pooling changes z between layers
-        for i, (block, is_decoder) in enumerate(blocks):
-            if is_decoder and memory is None:
-                memory = x
+        x, weights, scores, readout_input = self._layers(self.embed(batch), mask, self.input_features(batch),
+                                                         need_weights)
+        pred = self._predict(x, scores, mask, per_head)
+        if not need_weights:
+            return pred
+        return pred, {"weights": weights, "scores": scores, "embeddings": self._embedding(x, readout_input)}
+
+    def _layers(self, x, mask, z, need_weights: bool):
+        """Run the encoder (and decoder) layers: ``(x, weights, scores, readout input)``.
+
+        Below the attention head's readout each layer's logits get the input bias ``-gamma |z_i - z_j|^2``,
+        and with ``input_denoise`` ``z`` is pooled with each person's input neighbours for the next layer. The
+        readout layer contributes its logits; without ``need_weights`` nothing after them is computed.
+        """
+        blocks = [*self.encoder, *self.decoder]
+        reads_logits = self.cfg.head == "attention"
+        d2 = None if z is None else self.input_distance(z)  # again only when pooling changes z
+        weights, scores, memory, readout_input = [], [], None, None
+        for i, block in enumerate(blocks):
+            if i == len(self.encoder) and self.decoder:
+                memory = x  # the decoder's cross-attention reads the encoder's output
             last = i == len(blocks) - 1
             bias = None
-            if z is not None and (self.cfg.bias_readout or not (last and self.cfg.head == "attention")):
+            if z is not None and not (last and reads_logits):
                 bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * d2[:, None]
-                reads_z = i + 2 < len(blocks) or self.cfg.bias_readout or self.cfg.head != "attention"
-                if self.cfg.input_denoise and not last and reads_z:  # pool z with its neighbours for the next layer
+                if self.cfg.input_denoise and not last and (i + 2 < len(blocks) or not reads_logits):
                     pool = calibrated_pool(d2, mask, self.cfg.denoise_entropy)  # a lone person keeps z
                     z = z + (pool @ z - pool.sum(-1, keepdim=True) * z) / 2
                     d2 = self.input_distance(z)
-            if last and self.cfg.head == "attention":
-                query_input = block.ln1(x)  # what the last attention's queries and keys see
-                if not need_weights:  # the head reads this layer's logits alone: skip its softmax, values, MLP
-                    scores.append(block.attn.logits(query_input, mask, bias=bias))
+            if last and reads_logits:
+                readout_input = block.ln1(x)  # what the readout's queries and keys see
+                if not need_weights:  # the head reads these logits alone: skip their softmax, values, MLP
+                    scores.append(block.attn.logits(readout_input, mask))
                     break
-            x, w, s = block(x, mask, memory=memory, need_weights=need_weights, bias=bias)
+            x, w, sc = block(x, mask, memory=memory, need_weights=need_weights, bias=bias)
             weights.append(w)
-            scores.append(s)
+            scores.append(sc)
+        return x, weights, scores, readout_input
+
+    def _predict(self, x, scores, mask, per_head: bool) -> torch.Tensor:
         if self.cfg.head == "attention":
             logits = scores[-1].masked_fill(~mask[:, None, None, :], 0.0)  # (B, H, n, n)
             pred = self.pair_scale[:, None, None] * (logits + logits.transpose(-1, -2)) / 2 + self.pair_bias
-            pred = pred if per_head else pred.mean(1)
-        else:
-            h = self.ln_f(x)
-            n = h.shape[1]
-            if self.cfg.head == "pairwise":
-                z = self.pair(h)
-                pred = z @ z.transpose(1, 2) / math.sqrt(z.shape[-1]) + self.pair_bias
-            else:
-                if n > self.cfg.max_len:
-                    raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
-                pred = self.out(h)[:, :, :n]
-        if need_weights:
-            # Embeddings: what the prediction is made from. Attention head: the last layer's
-            # queries, all heads, with the distance kernel (the space its attention ranks people
-            # in), else the normalised input of the last attention; other heads: the final output.
-            if self.cfg.head != "attention":
-                emb = self.ln_f(x)
-            elif blocks[-1][0].attn.distance:
-                # each head's queries times sqrt(T_h): squared distances are then, up to a constant,
-                # the gap between the closest-pair level and the heads' mean predicted kinship
-                q = blocks[-1][0].attn.queries(query_input)  # (B, H, n, d_head)
-                q = q * self.pair_scale.detach().abs().sqrt()[:, None, None]
-                emb = q.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
-                if z is not None and self.cfg.bias_readout:
-                    # the input bias is part of the same distance: |dq_h|^2 / (2 sqrt(d_head)) + gamma_h |dz|^2
-                    # per head, times T_h; the (pooled) features, scaled, complete the space attention ranks
-                    # people in
-                    dh = self.cfg.d_model // self.cfg.heads
-                    w = (2 * math.sqrt(dh) * (self.bias_log_gamma[-1].exp() * self.pair_scale.abs()).sum()).sqrt()
-                    emb = torch.cat([emb, z * w.detach()], -1)
-            else:
-                emb = query_input
-            return pred, {"weights": weights, "scores": scores, "embeddings": emb}
-        return pred
+            return pred if per_head else pred.mean(1)
+        h = self.ln_f(x)
+        n = h.shape[1]
+        if self.cfg.head == "pairwise":
+            w = self.pair(h)
+            return w @ w.transpose(1, 2) / math.sqrt(w.shape[-1]) + self.pair_bias
+        if n > self.cfg.max_len:
+            raise InputError(f"sequence of {n} people is longer than model.max_len={self.cfg.max_len}")
+        return self.out(h)[:, :, :n]
 
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)
+    def _embedding(self, x, readout_input) -> torch.Tensor:
+        """What the prediction is made from, ``(B, n, d)``. The symmetric readout: its queries, all heads, each
+        times ``sqrt(T_h)`` (the space its attention ranks people in: squared distances are then, up to a
+        constant, the gap between the closest-pair level and the heads' mean predicted kinship); another
+        attention readout: its normalised input; other heads: the final output."""
+        if self.cfg.head != "attention":
+            return self.ln_f(x)
+        readout = (self.decoder or self.encoder)[-1].attn
+        if not readout.tied:
+            return readout_input
+        q = readout.queries(readout_input) * self.pair_scale.detach().abs().sqrt()[:, None, None]  # (B, H, n, dh)
+        return q.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
 @torch.no_grad()
@@ -547,44 +444,3 @@ def calibrated_pool(d2: torch.Tensor, mask: torch.Tensor, entropy: float, steps:
         hi = torch.where(sharp, mid, hi)
         lo = torch.where(sharp, lo, mid)
     return (-((lo + hi) / 2).exp()[..., None] * d2).masked_fill(drop, float("-inf")).softmax(-1).nan_to_num(0.0)
-
-
-def masked_pair_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over sequences of the per-sequence MSE over off-diagonal real pairs.
-
-    ``pred`` is (B, n, n), or (B, H, n, n) with one prediction per head (then the
-    mean over heads of each head's error).
-    """
-    n = mask.shape[1]
-    pairs = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device)
-    if pred.dim() == 4:
-        target, pairs = target[:, None], pairs[:, None]
-    err = (pred - target).square().masked_fill(~pairs, 0.0)
-    dims = tuple(range(1, err.dim()))
-    per_seq = err.sum(dim=dims) / (pairs.sum(dim=dims) * (pred.shape[1] if pred.dim() == 4 else 1)).clamp_min(1)
-    return per_seq.mean()
-
-
-def attention_kl(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 temperature: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Row-wise KL(softmax(target / T_h) || softmax(pred_h / T_h)) over the other real tokens.
-
-    ``pred`` (B, H, n, n) per-head predictions, ``target`` (B, n, n), ``temperature`` (H,).
-    With the attention head, ``pred_h / T_h`` is head h's attention logits up to a
-    constant per row, so this compares each head's attention (self excluded) with the
-    target's softmax at the same temperature: it weighs the top of each row, the
-    people attention goes to, where the pair MSE weighs every pair alike. Mean over
-    rows, then sequences and heads.
-    """
-    n = mask.shape[1]
-    pairs = (mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device))[:, None]
-    tau = temperature.view(1, -1, 1, 1)
-    low = -1e9  # not -inf: a padding row would give NaN
-    lp = (pred / tau).masked_fill(~pairs, low).log_softmax(-1)
-    lt = (target[:, None] / tau).masked_fill(~pairs, low).log_softmax(-1)
-    kl = (lt.exp() * (lt - lp)).masked_fill(~pairs, 0.0).sum(-1)  # (B, H, n)
-    rows = (mask & (mask.sum(1, keepdim=True) > 1))[:, None]
-    per_seq = kl.masked_fill(~rows, 0.0).sum(-1) / rows.sum(-1).clamp_min(1)  # (B, H)
-    if weight is not None:
-        per_seq = per_seq * weight
-    return per_seq.mean()

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from seq2king.analysis.attention import Extracted, extract
-from seq2king.analysis.connectivity import (PersonMasses, _nanmean, p_values, permuted_lifts, person_masses,
+from seq2king.analysis.connectivity import (PersonMasses, nanmean, p_values, permuted_lifts, person_masses,
                                             softmax_king, top1_hits)
+from seq2king.genetics.pca import genotype_pca, store_genotype_pca
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def untrained_attention(ctx: Context, seqs: list[np.ndarray]) -> Extracted:
 
 def king_similarity(ctx: Context, seq: np.ndarray) -> np.ndarray:
     """KING between the people of ``seq`` (from the full matrix or the genotype store: the same values)."""
-    return ctx.datamodule.king_between(np.asarray(seq))
+    return ctx.datamodule.king.block(np.asarray(seq))
 
 
 def _feature_similarity(ctx: Context, seq: np.ndarray, block: str | None) -> np.ndarray | None:
@@ -142,7 +143,7 @@ MATRIX_METHODS = {"model": model_attention, "untrained": untrained_attention, "s
 
 def king_rows(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
     """Each analysed person's KING values with the other analysed people."""
-    return ctx.datamodule.king_between(ctx.people)
+    return ctx.datamodule.king.block(ctx.people)
 
 
 def king_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
@@ -156,13 +157,9 @@ def king_pca10(ctx: Context, extracted: Extracted | None = None) -> np.ndarray:
 def _genotype_fit(ctx: Context):
     """Genotype PCA fitted on training people (as many PCs as any peer needs) with the analysed people
     projected, and their genomic relationship, in one pass over the genotypes; None without genotypes."""
-    from seq2king.genetics.pca import genotype_pca
-
     if "genotype_pca" not in ctx.cache:
         source = ctx.cohort.open_genotypes()
         if ctx.cohort.store is not None:  # streamed: from the genotype store, fitted on a sample
-            from seq2king.genetics.pca import store_genotype_pca
-
             dm = ctx.datamodule
             n = max(20, int(getattr(dm, "genotype_pcs", 0) or 0))
             ctx.cache["genotype_pca"] = store_genotype_pca(
@@ -277,6 +274,6 @@ def score_matrices(ex: Extracted, people: np.ndarray, labels: np.ndarray, n_grou
     sc = MatrixScores(ex.index, pm, labels, n_groups, hits.mean(1))
     if perms is not None and len(perms):
         lifts = permuted_lifts(seqs, labels[perms], n_groups, len(people))  # (P, m, g)
-        sc.p_macro = p_values(sc.macro_lift, _nanmean(lifts, -1))
+        sc.p_macro = p_values(sc.macro_lift, nanmean(lifts, -1))
         sc.p_group = p_values(sc.lifts, lifts)
     return sc

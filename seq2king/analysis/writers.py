@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seq2king import runtime
+from seq2king.analysis.bertviz_html import views
 from seq2king.analysis.connectivity import SCHEMES
 from seq2king.analysis.stats import bh
 from seq2king.fileio import atomic_files, write_json, write_text
@@ -20,13 +22,13 @@ from seq2king.fileio import atomic_files, write_json, write_text
 log = logging.getLogger(__name__)
 
 __all__ = ["write_json", "write_connectivity", "paper_table", "plots", "bertviz", "log_wandb", "unlabelled",
-           "unlabelled_extras"]
+           "unlabelled_pictures"]
 
 CONNECTIVITY_COLUMNS = ["level", "layer", "head", "scheme", "group", "intra_share", "chance", "lift", "p_value",
                         "p_bh"]
 
 
-def write_connectivity(path: Path, details: dict) -> None:
+def write_connectivity(path: Path, levels: dict) -> None:
     """Every level x matrix x (group and mean): share, chance, lift, permutation p and its BH adjustment.
 
     The BH adjustment runs over all p-values of one level in this file.
@@ -34,9 +36,9 @@ def write_connectivity(path: Path, details: dict) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CONNECTIVITY_COLUMNS)
-    for level, d in details.items():
-        m, groups = d["model"], d["groups"]
-        present = [k for k in range(len(groups)) if (d["y"] == k).any()]
+    for level, d in levels.items():
+        m, groups = d.model, d.groups
+        present = [k for k in range(len(groups)) if (d.y == k).any()]
         p_all = np.concatenate([m.p_group[:, present], m.p_macro[:, None]], axis=1)
         adj = bh(p_all)
         for i, (scheme, layer, head) in enumerate(m.index):
@@ -59,7 +61,7 @@ def paper_table(m, groups) -> dict:
     return out
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +70,7 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     with atomic_files(path) as (tmp,):
         fig.savefig(tmp, dpi=120, format="png")
 
@@ -108,7 +110,7 @@ def group_style(groups: list[str], parent: dict | None = None) -> tuple[list[int
 
 def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title: str,
              style: tuple | None = None, parent: dict | None = None) -> None:
-    plt = _plt()
+    plt = pyplot()
     a = a.copy()
     np.fill_diagonal(a, np.nan)
     order_g, colours = style or group_style(names)
@@ -135,7 +137,7 @@ def _heatmap(path: Path, a: np.ndarray, lab: np.ndarray, names: list[str], title
     ax.set_ylabel("attending person")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -147,7 +149,7 @@ def _pca2(emb: np.ndarray) -> np.ndarray:
 
 def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what: str,
              style: tuple | None = None) -> None:
-    plt = _plt()
+    plt = pyplot()
     xy = _pca2(emb)
     order, colours = style or group_style(names)
     fig, ax = plt.subplots(figsize=(6.5, 5))
@@ -159,22 +161,22 @@ def _scatter(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str], what:
     ax.set_ylabel("PC2")
     ax.legend(fontsize=6, ncol=2 if len(names) > 10 else 1)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
-def umap_plots(out: Path, details: dict, primary: str, inputs: dict[str, np.ndarray], seed: int = 0) -> None:
+def umap_plots(out: Path, levels: dict, primary: str, inputs: dict[str, np.ndarray], seed: int = 0) -> None:
     """``embeddings_umap[_LEVEL].png``: UMAP (umap-learn, seeded) of the model's embedding beside UMAP of the
     genotype PCs, coloured as the other pictures; the layout is computed once and coloured per level."""
     import umap
 
-    plt = _plt()
+    plt = pyplot()
     xy = {name: umap.UMAP(n_neighbors=15, min_dist=0.3, random_state=seed).fit_transform(np.asarray(x, float))
           for name, x in inputs.items()}
-    for level, d in details.items():
+    for level, d in levels.items():
         sfx = "" if level == primary else f"_{level}"
-        groups, y = d["groups"], d["y"]
-        order, colours = group_style(groups, d.get("parent"))
+        groups, y = d.groups, d.y
+        order, colours = group_style(groups, d.extra.get("parent"))
         fig, axes = plt.subplots(1, len(xy), figsize=(6 * len(xy) + 2, 5.2), squeeze=False)
         for ax, (name, pts) in zip(axes[0], xy.items()):
             for k in order:
@@ -186,7 +188,7 @@ def umap_plots(out: Path, details: dict, primary: str, inputs: dict[str, np.ndar
             ax.set_yticks([])
         axes[0][-1].legend(fontsize=6, ncol=2 if len(groups) > 10 else 1, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
-        _save(fig, out / f"embeddings_umap{sfx}.png")
+        save_figure(fig, out / f"embeddings_umap{sfx}.png")
         plt.close(fig)
 
 
@@ -219,22 +221,22 @@ def embedding_html(path: Path, emb: np.ndarray, y: np.ndarray, names: list[str],
     write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
 
 
-def plots(out: Path, details: dict, primary: str) -> None:
+def plots(out: Path, levels: dict, primary: str) -> None:
     """Per level: attention heat map of the headline, connectivity by layer beside the peers, embeddings."""
-    plt = _plt()
-    for level, d in details.items():
+    plt = pyplot()
+    for level, d in levels.items():
         sfx = "" if level == primary else f"_{level}"
-        m, groups, pick = d["model"], d["groups"], d["pick"]
-        parent = d.get("parent")
+        m, groups, pick = d.model, d.groups, d.pick
+        parent = d.extra.get("parent")
         style = group_style(groups, parent)
         scheme, layer, head = m.index[pick]
-        seq = d["seqs"][0]
-        _heatmap(out / f"attention_heatmap{sfx}.png", d["stacks"][0][pick].numpy(), d["labels"][seq], groups,
+        seq = d.seqs[0]
+        _heatmap(out / f"attention_heatmap{sfx}.png", d.stacks[0][pick].numpy(), d.labels[seq], groups,
                  f"attention, layer {layer} head {head} ({scheme}); self masked", style, parent)
-        _scatter(out / f"embeddings_pca{sfx}.png", d["embedding"], d["y"], groups, "the model's embeddings", style)
-        if d.get("ids") is not None:
-            embedding_html(out / f"embedding{sfx}.html", d["embedding"], d["y"], groups, d["ids"],
-                           d["label_table"], style, parent)
+        _scatter(out / f"embeddings_pca{sfx}.png", d.model_embedding, d.y, groups, "the model's embeddings", style)
+        if d.extra.get("ids") is not None:
+            embedding_html(out / f"embedding{sfx}.html", d.model_embedding, d.y, groups, d.extra["ids"],
+                           d.extra["label_table"], style, parent)
 
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.5), gridspec_kw={"width_ratios": [3, 2]})
         layers = sorted({t[1] for t in m.index})
@@ -243,11 +245,11 @@ def plots(out: Path, details: dict, primary: str) -> None:
             vals = [m.macro_share[m.index.index((sch, L, "mean"))] for L in layers]
             ax.bar(np.array(layers) + (k - 1) * width, vals, width, label=f"model ({sch}, head mean)")
         ax.axhline(m.macro_chance, color="black", ls="--", label="chance")
-        un = d["untrained"]
-        ax.axhline(float(un.macro_share[d["un_pick"]]), color="grey", ls=":", label="untrained (chosen on val)")
+        un = d.untrained
+        ax.axhline(float(un.macro_share[d.un_pick]), color="grey", ls=":", label="untrained (chosen on val)")
         styles = {"softmax_king": ("red", "-."), "softmax_inputs": ("purple", "-."), "softmax_pcs": ("orange", "--"),
                   "softmax_grm": ("brown", ":")}
-        for name, sc in d["soft"].items():  # every parameter-free baseline, at the headline's entropy
+        for name, sc in d.soft.items():  # every parameter-free baseline, at the headline's entropy
             color, ls = styles.get(name, ("black", ":"))
             ax.axhline(float(sc.macro_share[0]), color=color, ls=ls, label=f"{name} (entropy matched)")
         ax.axhline(float(m.macro_share[pick]), color="green", ls="-", lw=1,
@@ -258,21 +260,19 @@ def plots(out: Path, details: dict, primary: str) -> None:
         ax.set_ylim(0, 1)
         ax.set_title(f"attention: {level}")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-        names = list(d["knn"])
-        ax2.barh(names, [d["knn"][k] for k in names], color=["green"] + ["grey"] * (len(names) - 1))
+        names = list(d.knn)
+        ax2.barh(names, [d.knn[k] for k in names], color=["green"] + ["grey"] * (len(names) - 1))
         ax2.set_xlim(0, 1)
         ax2.set_xlabel("kNN-5 leave-one-out accuracy")
         ax2.set_title(f"embeddings: {level}")
         ax2.invert_yaxis()
         fig.tight_layout()
-        _save(fig, out / f"connectivity_by_layer{sfx}.png")
+        save_figure(fig, out / f"connectivity_by_layer{sfx}.png")
         plt.close(fig)
 
 
 @torch.no_grad()
 def _bertviz_pages(out: Path, net, dm, chosen: np.ndarray, tokens: list[str]) -> None:
-    from seq2king.analysis.bertviz_html import views
-
     _, extra = net(dm.collate([chosen]), need_weights=True)
     for name, html in views(extra["weights"], tokens).items():
         write_text(out / f"bertviz_{name}.html", html)
@@ -289,9 +289,9 @@ def _stratified(people: np.ndarray, groups_of: np.ndarray, n: int, seed: int) ->
     return np.array(sorted(chosen, key=lambda p: (groups_of[p], p)))[: max(2, n)]
 
 
-def bertviz(out: Path, net, dm, people: np.ndarray, detail: dict, s) -> None:
+def bertviz(out: Path, net, dm, people: np.ndarray, detail, s) -> None:
     """Head and model views over people stratified by group, tokens labelled ``ID (group)``."""
-    lab, groups = detail["labels"], detail["groups"]
+    lab, groups = detail.labels, detail.groups
     chosen = _stratified(people, lab, s.bertviz_people, s.seed)
     _bertviz_pages(out, net, dm, chosen, [f"{dm.cohort.ids[p]} ({groups[lab[p]]})" for p in chosen])
 
@@ -316,7 +316,7 @@ def unlabelled(out: Path, ctx, model_ex, s) -> dict:
                          "sizes": np.bincount(clusters, minlength=k).tolist()}}
 
 
-def unlabelled_extras(out: Path, ctx, model_ex, s) -> dict:
+def unlabelled_pictures(out: Path, ctx, model_ex, s) -> dict:
     """Heat map and embeddings plot ordered / coloured by cluster, and the BERTViz pages."""
     people, clusters = ctx.people, ctx.cache["clusters"]
     names = [f"cluster {c}" for c in range(int(clusters.max()) + 1)]
@@ -346,13 +346,12 @@ def log_wandb(run_dir: Path, out: Path, summary: dict, flat: dict | None = None)
 
     import wandb
 
-    from seq2king.training import wandb_mode
 
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.exists() else None
     os.environ["WANDB_DIR"] = str(out)
     os.environ.setdefault("WANDB_SILENT", "true")
-    kwargs = dict(project="seq2king", dir=str(out), mode=wandb_mode(), job_type="analysis")
+    kwargs = dict(project="seq2king", dir=str(out), mode=runtime.wandb_mode(), job_type="analysis")
     if run_id:
         kwargs.update(id=run_id, resume="allow")
     else:

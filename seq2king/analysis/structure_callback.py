@@ -4,7 +4,7 @@
 no-inversion matrix the analysis would choose as its headline on these people (highest lift, near-ties to
 the broader attention), and ``val/knn5`` the leave-one-out 5-nearest-neighbour accuracy of the model's
 embedding, at the labels' first level; all through the same code as ``analyze.py``
-(:func:`~seq2king.analysis.attention.extract`, :func:`~seq2king.analysis.methods.score_matrices`,
+(:func:`~seq2king.analysis.attention.extract`, :func:`~seq2king.analysis.side_by_side.score_matrices`,
 :func:`~seq2king.analysis.stats.knn_hits`), on sequences of the analysis' length (everyone in one
 sequence when they fit). A sweep can then optimise what users sweep for
 (``hparams_search=optuna_structure`` maximises ``val/lift``). Off without labels.
@@ -16,6 +16,11 @@ import logging
 
 import numpy as np
 import pytorch_lightning as pl
+
+from seq2king.analysis.attention import extract, longest_sequence, make_sequences
+from seq2king.analysis.headline import choose_headline, mean_entropies
+from seq2king.analysis.side_by_side import score_matrices
+from seq2king.analysis.stats import knn_accuracy, knn_hits
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +64,6 @@ class StructureMetrics(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._setup(trainer.datamodule):
             return
-        from seq2king.analysis.attention import extract, longest_sequence, make_sequences
-        from seq2king.analysis.methods import score_matrices
-        from seq2king.analysis.report import _choose, _entropies
-        from seq2king.analysis.stats import knn_accuracy, knn_hits
-
         net = pl_module.net
         was_training = net.training
         net.eval()
@@ -73,7 +73,7 @@ class StructureMetrics(pl.Callback):
         finally:
             net.train(was_training)
         sc = score_matrices(ex, self._people, self._labels, self._n_groups)
-        best = _choose(sc, ("none",), _entropies(ex))  # the analysis' own headline choice
+        best = choose_headline(sc, ("none",), mean_entropies(ex))  # the analysis' own headline choice
         emb = np.stack([ex.embeddings[int(p)] for p in self._people])
         knn = knn_accuracy(knn_hits(emb, self._labels))
         pl_module.log_dict({"val/intra_share": float(sc.macro_share[best]), "val/lift": float(sc.macro_lift[best]),

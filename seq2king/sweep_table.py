@@ -1,0 +1,108 @@
+"""One table over a sweep: ``python analyze.py compare=outputs/train/multiruns/<sweep>``.
+
+A row per job of the multirun: its overrides, its final metrics, and the headline
+figures of its analysis (``analysis/summary.json``) or audit report
+(``analysis/audit.json``), at every label level.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from seq2king.audit.report import audit_row, compare_plot
+from seq2king.errors import InputError
+from seq2king.fileio import atomic_files
+from seq2king.training import FAILED_FILE
+
+
+def summary_row(s: dict) -> dict:
+    """Headline, attention baselines and every embedding peer of one analysis, for each label level."""
+    row = {}
+    levels = s.get("levels") or {}
+    for level, b in levels.items():
+        pre = "" if level == s.get("label_column") else f"{level}:"
+        h = b["headline"]
+        row[f"{pre}headline"] = f"L{h['layer']} H{h['head']} {h['scheme']}"
+        row[f"{pre}intra_share"] = round(h["intra_share"], 4)
+        row[f"{pre}lift"] = round(h["lift"], 3)
+        row[f"{pre}p_value"] = h["p_value"]
+        row[f"{pre}untrained"] = round(b["baselines"]["untrained"]["intra_share"], 4)
+        for name, base in b["baselines"].items():
+            if name.startswith("softmax_"):
+                row[f"{pre}{name}"] = round(base["intra_share"], 4)
+        row[f"{pre}vs_softmax_king_ci95"] = "[{:+.3f}, {:+.3f}]".format(*b["comparisons"]["softmax_king"]["ci95"])
+        strong = (b.get("strongest") or {}).get("attention")
+        if strong:  # the claim that counts: the margin over the strongest parameter-free baseline
+            row[f"{pre}strongest_baseline"] = strong
+            row[f"{pre}vs_strongest_ci95"] = "[{:+.3f}, {:+.3f}]".format(*b["comparisons"][strong]["ci95"])
+        row[f"{pre}knn5"] = round(b["embedding"]["knn5_accuracy"], 4)
+        for name, e in b["embedding_baselines"].items():
+            row[f"{pre}knn5_{name}"] = round(e["knn5_accuracy"], 4)
+    return row
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object a run wrote; a torn or foreign file is one line naming it."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: not the JSON object seq2king writes (torn or edited?); run that job's "
+                         "analysis again or remove its directory from the sweep")
+    return obj
+
+
+def compare(sweep_dir: Path) -> list[dict]:
+    """One row per job of a multirun: its overrides, final metrics and headline figures; writes
+    ``compare.csv``, ``compare.md`` and, for audit sweeps, ``compare_auroc.png``."""
+    if not sweep_dir.is_dir():
+        raise InputError(f"compare={sweep_dir}: not a directory")
+    rows = []
+    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()),
+                      key=lambda p: (len(p.name), p.name)):
+        try:
+            overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
+        except Exception:  # a torn YAML: whatever the parser met
+            raise InputError(f"{job / '.hydra' / 'overrides.yaml'}: not the YAML list Hydra writes") from None
+        row = {"job": job.name, "overrides": " ".join(str(o) for o in overrides)}
+        for o in overrides:
+            k, _, v = str(o).partition("=")
+            row[k.lstrip("+~")] = v
+        failed = job / FAILED_FILE  # written by a job that failed in the multirun
+        row["status"] = f"failed: {failed.read_text().strip()}" if failed.exists() else "ok"
+        metrics = job / "metrics.json"
+        if metrics.exists():
+            m = _read_json(metrics)
+            row.update({k: round(v, 5) for k, v in m.items() if k in (
+                "val/loss", "val/skill", "test/loss", "test/skill", "val/auroc", "test/auroc",
+                "val/intra_share", "val/lift", "val/top1", "val/knn5")})  # the structure callback's, to sort by
+        for path, to_row in ((job / "analysis" / "summary.json", summary_row),
+                             (job / "analysis" / "audit.json", audit_row)):
+            if path.exists():
+                try:
+                    row.update(to_row(_read_json(path)))
+                except (KeyError, TypeError, ValueError, IndexError) as e:
+                    if isinstance(e, InputError):
+                        raise
+                    raise InputError(f"{path}: lacks the fields seq2king writes ({type(e).__name__}: {e}); "
+                                     "run that job's analysis again") from None
+        rows.append(row)
+    if not rows:
+        raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_files(sweep_dir / "compare.csv", sweep_dir / "compare.md") as (c, md):
+        with open(c, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(r.get(k, "")) for k in cols) + " |" for r in rows]
+        md.write_text("\n".join(lines) + "\n")
+    if any("auroc_overall" in r for r in rows):
+        compare_plot(sweep_dir / "compare_auroc.png", rows)
+    return rows
