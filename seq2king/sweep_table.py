@@ -2,7 +2,11 @@
 
 A row per job of the multirun: its overrides, its final metrics, and the headline
 figures of its analysis (``analysis/summary.json``) or audit report
-(``analysis/audit.json``), at every label level.
+(``analysis/audit.json``), at every label level (``compare.csv``, ``compare.md``). In an
+audit sweep each correction's within-population AUROC is also paired with the
+uncorrected job of the same settings (same test people: a paired bootstrap interval).
+A sweep over seeds gets ``compare_over_seeds.csv/.md`` too: every figure's mean over
+the seeds of each setting, with a 95% t-interval.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
+from scipy.stats import t as t_dist
 
+from seq2king.audit.explain import read_csv
+from seq2king.audit.intervals import paired_within_difference
 from seq2king.audit.report import audit_row, compare_plot
 from seq2king.errors import InputError
 from seq2king.fileio import atomic_files
@@ -62,7 +70,7 @@ def compare(sweep_dir: Path) -> list[dict]:
     ``compare.csv``, ``compare.md`` and, for audit sweeps, ``compare_auroc.png``."""
     if not sweep_dir.is_dir():
         raise InputError(f"compare={sweep_dir}: not a directory")
-    rows = []
+    rows, jobs = [], {}
     for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()),
                       key=lambda p: (len(p.name), p.name)):
         try:
@@ -70,9 +78,12 @@ def compare(sweep_dir: Path) -> list[dict]:
         except Exception:  # a torn YAML: whatever the parser met
             raise InputError(f"{job / '.hydra' / 'overrides.yaml'}: not the YAML list Hydra writes") from None
         row = {"job": job.name, "overrides": " ".join(str(o) for o in overrides)}
+        settings = {}
         for o in overrides:
             k, _, v = str(o).partition("=")
-            row[k.lstrip("+~")] = v
+            settings[k.lstrip("+~")] = v
+        row.update(settings)
+        jobs[job.name] = (job, settings)
         failed = job / FAILED_FILE  # written by a job that failed in the multirun
         row["status"] = f"failed: {failed.read_text().strip()}" if failed.exists() else "ok"
         metrics = job / "metrics.json"
@@ -94,8 +105,21 @@ def compare(sweep_dir: Path) -> list[dict]:
         rows.append(row)
     if not rows:
         raise InputError(f"compare={sweep_dir}: no job directories with .hydra/overrides.yaml")
+    if any("auroc_overall" in r for r in rows):
+        _paired_with_uncorrected(rows, jobs)
+    _write_table(sweep_dir / "compare", rows)
+    grouped = over_seeds(rows, {k for _, settings in jobs.values() for k in settings})
+    if grouped:
+        _write_table(sweep_dir / "compare_over_seeds", grouped)
+    if any("auroc_overall" in r for r in rows):
+        compare_plot(sweep_dir / "compare_auroc.png", rows)
+    return rows
+
+
+def _write_table(stem: Path, rows: list[dict]) -> None:
+    """``STEM.csv`` and ``STEM.md``, both or neither."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_files(sweep_dir / "compare.csv", sweep_dir / "compare.md") as (c, md):
+    with atomic_files(f"{stem}.csv", f"{stem}.md") as (c, md):
         with open(c, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
@@ -103,6 +127,65 @@ def compare(sweep_dir: Path) -> list[dict]:
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r.get(k, "")) for k in cols) + " |" for r in rows]
         md.write_text("\n".join(lines) + "\n")
-    if any("auroc_overall" in r for r in rows):
-        compare_plot(sweep_dir / "compare_auroc.png", rows)
-    return rows
+
+
+def _predictions(job: Path):
+    path = job / "predictions.csv"
+    if not path.exists():
+        return None
+    p = read_csv(path)
+    return (list(p["sample"]), np.array(p["score"], dtype=float), np.array(p["phenotype"], dtype=float).astype(int),
+            np.array(p["population"]))
+
+
+def _paired_with_uncorrected(rows: list[dict], jobs: dict) -> None:
+    """Audit sweeps: each job's within-population AUROC minus that of the ``audit.correction=none`` job with the
+    same other settings, on the same test people, with a paired bootstrap interval (``within_vs_none``)."""
+    reference = {}
+    for name, (job, settings) in jobs.items():
+        if settings.get("audit.correction", "none") == "none":
+            reference[tuple(sorted((k, v) for k, v in settings.items() if k != "audit.correction"))] = job
+    for row in rows:
+        job, settings = jobs[row["job"]]
+        ref = reference.get(tuple(sorted((k, v) for k, v in settings.items() if k != "audit.correction")))
+        if ref is None or ref == job:
+            continue
+        a, b = _predictions(job), _predictions(ref)
+        if a is None or b is None or a[0] != b[0]:
+            continue  # no predictions, or not the same people: nothing to pair
+        d = paired_within_difference(a[1], b[1], a[2], a[3])
+        row["within_vs_none"] = round(d["difference"], 4)
+        row["within_vs_none_ci95"] = "[{:+.3f}, {:+.3f}]".format(*d["ci95"])
+        row["within_vs_none_p"] = round(d["p_value"], 4)
+
+
+SEED_KEYS = ("seed", "data.split_seed", "data.scenario.trait_seed", "data.scenario.seed", "data.simulation.seed")
+
+
+def over_seeds(rows: list[dict], override_keys: set[str]) -> list[dict]:
+    """When a sweep varies a seed (``seed``, ``data.split_seed``, ``data.scenario.trait_seed``...): one row per
+    setting of everything else, each figure's mean over the seeds and its 95% t-interval half-width (``±``)."""
+    varied = [k for k in SEED_KEYS if len({r.get(k) for r in rows}) > 1]
+    if not varied:
+        return []
+    settings = sorted(override_keys - set(varied))
+    figures = [k for k in dict.fromkeys(k for r in rows for k in r)
+               if k not in override_keys and all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool)
+                                                 for r in rows if r.get(k) is not None)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            groups.setdefault(tuple(r.get(k) for k in settings), []).append(r)
+    out = []
+    for key, members in groups.items():
+        row = {k: v for k, v in zip(settings, key)}
+        row["seeds"] = len(members)
+        for f in figures:
+            v = np.array([m[f] for m in members if m.get(f) is not None], dtype=float)
+            if not len(v):
+                continue
+            half = float(t_dist.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+            row[f] = round(float(v.mean()), 4)
+            row[f"{f} ±"] = round(half, 4)
+        out.append(row)
+    return out

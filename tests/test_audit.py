@@ -95,6 +95,13 @@ def test_audit_end_to_end_detects_a_planted_shortcut(tmp_path, cache_dir):
     assert s["ancestry_auroc"] > 0.8  # the scenario is confounded
     assert s["auroc"]["overall"] > 0.8
     assert 0.25 < s["auroc"]["within_population"] < 0.75
+    # the null inside populations, read with its noise: the interval covers 0.5 and the verdict says so
+    lo, hi = s["auroc"]["within_population_ci95"]
+    assert lo < 0.5 < hi and s["auroc"]["within_population_verdict"] == "at chance"
+    for pop, d in s["auroc"]["per_population_detail"].items():
+        assert d["ci95"][0] <= d["auroc"] <= d["ci95"][1] and d["cases"] > 0 and d["controls"] > 0
+    assert s["ancestry_auroc_within_population_verdict"] == "at chance"
+    assert "shortcut" in s["shortcut_index_note"]
     assert s["shortcut_index"] > 1.2
     assert set(s["importance"]) == {"integrated_gradients", "input_x_gradient", "feature_permutation"}
     assert s["oracle_auroc"] is None  # h2 = 0: no genetic value to rank by
@@ -198,3 +205,75 @@ def test_split_file_fixes_the_seq2king_split(tmp_path, cache_dir):
     path.write_text(json.dumps({**given, "val": ids[:3]}))
     with pytest.raises(InputError, match="in more than one split"):
         dm(split_file=str(path)).setup()
+
+
+def test_within_population_intervals_and_verdicts():
+    """rank_auroc is sklearn's; a score with no signal inside populations is 'at chance' (its interval covers
+    0.5), one that ranks cases first 'above', one that ranks them last 'below'; intervals widen as the minority
+    class shrinks, as an ascertained study's does."""
+    from seq2king.audit.intervals import paired_within_difference, rank_auroc, within_report
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(["POP1", "POP2"], 200)
+    y = np.concatenate([rng.random(200) < 0.9, rng.random(200) < 0.1]).astype(int)  # 90% / 10% cases
+    noise = rng.normal(size=400)
+    assert rank_auroc(noise, y) == pytest.approx(roc_auc_score(y, noise), abs=1e-12)
+    null = within_report(noise, y, groups, n_boot=500)
+    assert null["within_verdict"] == "at chance" and null["within_ci95"][0] < 0.5 < null["within_ci95"][1]
+    assert null["per_population"]["POP1"]["controls"] == int((y[:200] == 0).sum())
+    good = within_report(noise + 2 * y, y, groups, n_boot=500)
+    bad = within_report(noise - 2 * y, y, groups, n_boot=500)
+    assert good["within_verdict"] == "above chance" and bad["within_verdict"] == "below chance"
+    # the minority class sets the width: 20 of them give a wider interval than 100
+    few = within_report(noise, np.where(np.arange(400) % 10 == 0, 1, 0), groups, n_boot=500)["within_ci95"]
+    many = within_report(noise, np.where(np.arange(400) % 2 == 0, 1, 0), groups, n_boot=500)["within_ci95"]
+    assert few[1] - few[0] > 1.5 * (many[1] - many[0])
+    d = paired_within_difference(noise + 2 * y, noise, y, groups, n_boot=500)
+    assert d["ci95"][0] > 0 and d["p_value"] < 0.01
+    same = paired_within_difference(noise, noise, y, groups, n_boot=200)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+def test_compare_pairs_corrections_with_the_uncorrected_job_and_summarises_over_seeds(tmp_path):
+    """An audit sweep's table: each correction minus the uncorrected job of the same split on the same people
+    (paired), and over split seeds each figure's mean and 95% t-interval."""
+    from scipy.stats import t
+
+    from seq2king.sweep_table import compare
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["POP1", "POP2"], 100)
+    within = {}
+    for k, (corr, seed) in enumerate([(c, s) for s in (0, 1, 2) for c in ("none", "balanced")]):
+        job = tmp_path / str(k)
+        (job / ".hydra").mkdir(parents=True)
+        (job / "analysis").mkdir()
+        (job / ".hydra" / "overrides.yaml").write_text(f"- audit.correction={corr}\n- data.split_seed={seed}\n")
+        y = (np.arange(200) % 3 == 0).astype(int)
+        score = rng.normal(size=200) + (1.0 if corr == "balanced" else 0.3) * y
+        lines = ["sample,population,phenotype,score"] + [f"s{i}_{seed},{g},{v},{x}" for i, (g, v, x) in
+                                                         enumerate(zip(groups, y, score))]
+        (job / "predictions.csv").write_text("\n".join(lines) + "\n")
+        w = float(np.mean([roc_auc_score(y[groups == g], score[groups == g]) for g in ("POP1", "POP2")]))
+        within[corr, seed] = w
+        (job / "analysis" / "audit.json").write_text(json.dumps({
+            "correction": corr, "arch": "logistic", "auroc": {"overall": 0.9, "within_population": w},
+            "accuracy": 0.8, "ancestry_auroc": 0.9, "oracle_auroc": None, "precision_at_k": None,
+            "shortcut_index": 1.0}))
+    rows = compare(tmp_path)
+    bal = [r for r in rows if r["audit.correction"] == "balanced"]
+    for r in bal:
+        seed = int(r["data.split_seed"])
+        assert r["within_vs_none"] == pytest.approx(within["balanced", seed] - within["none", seed], abs=1e-4)
+        lo, hi = (float(x) for x in r["within_vs_none_ci95"].strip("[]").split(","))
+        assert lo < r["within_vs_none"] < hi
+    table = (tmp_path / "compare_over_seeds.csv").read_text().splitlines()
+    assert len(table) == 3  # header, none, balanced
+    import csv
+
+    got = {r["audit.correction"]: r for r in csv.DictReader(open(tmp_path / "compare_over_seeds.csv"))}
+    v = np.array([within["balanced", s] for s in (0, 1, 2)])
+    assert float(got["balanced"]["auroc_within_population"]) == pytest.approx(v.mean(), abs=1e-4)
+    half = t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
+    assert float(got["balanced"]["auroc_within_population ±"]) == pytest.approx(half, abs=1e-4)
+    assert got["balanced"]["seeds"] == "3"

@@ -5,10 +5,15 @@ split, checked against ``split.json``) and writes ``analysis/audit.json``:
 
 - ``auroc``: ``overall``; ``per_population`` (AUROC inside each population with cases
   and controls); ``within_population`` (their mean): what is left once the ancestry
-  shortcut cannot help. Also ``accuracy`` at 0.5 and ``rule_accuracy`` (the rule "the
-  population with most cases = case", Dagasso et al.'s 0.913).
+  shortcut cannot help; ``within_population_ci95`` and ``within_population_verdict``
+  (at / above / below chance: a 95% bootstrap interval of the test people, resampled
+  within population x class, :mod:`~seq2king.audit.intervals`), ``per_population_detail``
+  (each population's AUROC, interval, verdict, cases and controls). Also ``accuracy`` at
+  0.5 and ``rule_accuracy`` (the rule "the population with most cases = case", Dagasso
+  et al.'s 0.913).
 - ``ancestry_auroc``: logistic regression on the genotype PCs alone (training people),
-  scored on the test people: how far the shortcut alone goes.
+  scored on the test people: how far the shortcut alone goes; inside populations too,
+  with its interval and verdict.
 - ``oracle_auroc``: the true genetic value (from the causal file) as the score.
 - ``precision_at_k``: share of the ``k`` most important SNPs (``rank_by``) that are causal,
   its ``chance`` (causal / SNPs) and the hypergeometric ``p_value`` of that many hits or more.
@@ -29,6 +34,7 @@ import numpy as np
 from seq2king.analysis.runs import compare_splits
 from seq2king.analysis.writers import log_wandb, pyplot, save_figure
 from seq2king.audit.explain import read_csv
+from seq2king.audit.intervals import within_report
 from seq2king.data.cohort import check_digests
 from seq2king.errors import InputError
 from seq2king.fileio import write_json
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 
 # Dagasso et al. (J Biomed Inform 2025), their simulation: test accuracy of the CNN
 PUBLISHED = {"uncorrected": 0.957, "input_corrected": 0.913, "feature_corrected": 0.768, "rule": 0.913}
+SHORTCUT_NOTE = ("mean Fst between the populations of the model's top-k SNPs over the mean Fst of all SNPs: 1 when its "
+                 "ranking ignores ancestry, above 1 when ancestry-informative SNPs come first (the shortcut), below 1 "
+                 "when it avoids them; read it beside the within-population AUROC, which says whether what the model "
+                 "ranks by still separates cases from controls once ancestry cannot help")
 
 
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
@@ -130,6 +140,10 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     summary = {"run_dir": str(run_dir), "correction": str(a.correction), "arch": str(cfg.model.arch),
                "n_test": int(len(test)), "n_cases_test": int(y.sum()), "n_snps": int(len(imp["variant"]))}
     summary["auroc"] = group_auroc(score, y, pops)
+    if pops is not None:  # inside populations, with intervals: is the ranking there above, at or below chance?
+        w = within_report(score, y, pops, seed=int(cfg.get("seed", 0)))
+        summary["auroc"].update(within_population_ci95=w["within_ci95"], within_population_verdict=w["within_verdict"],
+                                per_population_detail=w["per_population"])
     summary["accuracy"] = float(np.mean((score > 0.5) == (y == 1)))
     if pops is not None:  # "the population with the most cases is the case"
         rate = {p: dm.y[train][dm.populations[train] == p].mean() for p in set(dm.populations[train])}
@@ -139,6 +153,10 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     anc = clf.predict_proba(dm.pcs[test].numpy())[:, 1]
     summary["ancestry_auroc"] = auroc(anc, y)
     summary["ancestry_auroc_within_population"] = group_auroc(anc, y, pops)["within_population"]
+    if pops is not None:
+        w = within_report(anc, y, pops, seed=int(cfg.get("seed", 0)))
+        summary["ancestry_auroc_within_population_ci95"] = w["within_ci95"]
+        summary["ancestry_auroc_within_population_verdict"] = w["within_verdict"]
 
     causal, effect = _causal_mask(dm.causal_path, list(dm.variants["variant"]))
     if causal is not None and causal.any():
@@ -158,6 +176,7 @@ def audit_report(run_dir: str | Path, top_k: int | None = None, rank_by: str | N
     summary["rank_by"] = rank_by
     summary["precision_at_k"] = per_method[rank_by]["precision_at_k"]
     summary["shortcut_index"] = per_method[rank_by]["shortcut_index"]
+    summary["shortcut_index_note"] = SHORTCUT_NOTE
     summary["importance"] = per_method
     summary["published"] = {"test_accuracy": PUBLISHED, "source": "Dagasso et al., J Biomed Inform 2025"}
     write_json(out / "audit.json", summary)
@@ -255,8 +274,12 @@ def audit_line(s: dict) -> str:
     def f(x):
         return "n/a" if x is None else f"{x:.3f}"
 
+    within = f(a["within_population"])
+    if a.get("within_population_ci95"):
+        lo, hi = a["within_population_ci95"]
+        within += f" [{lo:.3f}, {hi:.3f}] ({a['within_population_verdict']})"
     line = (f"audit ({s['arch']}, correction {s['correction']}): test AUROC {f(a['overall'])} overall, "
-            f"{f(a['within_population'])} within population; ancestry alone {f(s['ancestry_auroc'])}")
+            f"{within} within population; ancestry alone {f(s['ancestry_auroc'])}")
     if o:
         line += f"; oracle {f(o['overall'])} / {f(o['within_population'])}"
     if p:
@@ -271,8 +294,11 @@ def audit_row(s: dict) -> dict:
     p = s.get("precision_at_k") or {}
     o = s.get("oracle_auroc") or {}
     r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    ci = s["auroc"].get("within_population_ci95")
     return {"correction": s["correction"], "arch": s["arch"], "auroc_overall": r(s["auroc"]["overall"]),
-            "auroc_within_population": r(s["auroc"]["within_population"]), "accuracy": r(s["accuracy"]),
+            "auroc_within_population": r(s["auroc"]["within_population"]),
+            "within_ci95": "[{:.3f}, {:.3f}]".format(*ci) if ci else None,
+            "within_verdict": s["auroc"].get("within_population_verdict"), "accuracy": r(s["accuracy"]),
             "ancestry_auroc": r(s["ancestry_auroc"]), "oracle_within_population": r(o.get("within_population")),
             "precision_at_k": r(p.get("value")), "chance": r(p.get("chance")), "p_value": p.get("p_value"),
             "shortcut_index": r(s["shortcut_index"])}
