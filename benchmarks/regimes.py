@@ -18,13 +18,14 @@ adds each regime again with ``data.genotype_features=false`` (tokens from KING
 alone: the paper's pure claim). Two tables, on test people never seen in training,
 at every label level:
 
-- attention: the model's headline intra share (top-1 share) beside every
-  parameter-free baseline at the same entropy (softmax over KING, the token
-  features, the genotype PCs, the genomic relationship), and the paired difference
-  to the strongest of them with its 95% bootstrap interval and p;
-- embeddings: kNN-5 of the model's embedding beside every peer (token features,
-  KING rows, genotype PCA at 10, 20 and the model's K PCs, raw / whitened), and the
-  paired difference to the strongest.
+- attention: the model's headline intra share (top-1 share) beside the same network
+  untrained (its own headline, chosen the same way) and every parameter-free baseline
+  at the same entropy (softmax over KING, the token features, the genotype PCs, the
+  genomic relationship), the paired difference to the untrained twin (what training
+  added) and to the strongest of them all, each with its 95% bootstrap interval and p;
+- embeddings: kNN-5 of the model's embedding beside every peer (the untrained twin's
+  embedding, token features, KING rows, genotype PCA at 10, 20 and the model's K PCs,
+  raw / whitened), and the paired difference to the strongest.
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ def _cmp(c: dict | None) -> str:
 
 def attention_row(regime: str, level: str, b: dict, train_s: float) -> str:
     h, base, strong = b["headline"], b["baselines"], b.get("strongest", {})
-    cells = [f"{base[n]['intra_share']:.3f} ({base[n]['top1_share']:.2f})" if n in base else "-" for n in SOFTMAX]
+    cells = [f"{base[n]['intra_share']:.3f} ({base[n]['top1_share']:.2f})" if n in base else "-"
+             for n in ("untrained", *SOFTMAX)]
     a = strong.get("attention", "softmax_king")
     return (f"| {regime} | {level} ({len(b['groups'])}) | {h['intra_share']:.3f} ({h['top1_share']:.2f}) "
             f"L{h['layer']}H{h['head']} {h['scheme']} | " + " | ".join(cells)
-            + f" | {_cmp(b['comparisons'].get(a))} vs {a} | {train_s:.0f} s |")
+            + f" | {_cmp(b['comparisons'].get('untrained'))} | {_cmp(b['comparisons'].get(a))} vs {a} | {train_s:.0f} s |")
 
 
 def embedding_row(regime: str, level: str, b: dict) -> str:
@@ -77,8 +79,8 @@ def embedding_row(regime: str, level: str, b: dict) -> str:
     ks = sorted({int(n[len("genotype_pca"):].split("_")[0]) for n in peers if n.startswith("genotype_pca")})
     pca = [f"{k}: {knn(f'genotype_pca{k}')} / {knn(f'genotype_pca{k}_white')}" for k in ks]
     best = strong.get("embedding")
-    return (f"| {regime} | {level} | {e['knn5_accuracy']:.3f} | {knn('inputs')} | {knn('king_rows')} | "
-            f"{'; '.join(pca) or '-'} | {_cmp(b['comparisons'].get(best))} vs {best} |")
+    return (f"| {regime} | {level} | {e['knn5_accuracy']:.3f} | {knn('untrained_embedding')} | {knn('inputs')} | "
+            f"{knn('king_rows')} | {'; '.join(pca) or '-'} | {_cmp(b['comparisons'].get(best))} vs {best} |")
 
 
 def main() -> int:
@@ -91,11 +93,12 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    att = ["| regime | level (groups) | model intra share (top-1), headline | softmax_king | softmax_inputs | "
-           "softmax_pcs | softmax_grm | model - strongest baseline [95% CI] | train |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    emb = ["| regime | level | model kNN-5 | inputs | KING rows | genotype PCA k: raw / whitened | "
-           "model - strongest peer [95% CI] |", "|---|---|---|---|---|---|---|"]
+    att = ["| regime | level (groups) | model intra share (top-1), headline | untrained | softmax_king | "
+           "softmax_inputs | softmax_pcs | softmax_grm | model - untrained [95% CI] | "
+           "model - strongest baseline [95% CI] | train |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    emb = ["| regime | level | model kNN-5 | untrained | inputs | KING rows | genotype PCA k: raw / whitened | "
+           "model - strongest peer [95% CI] |", "|---|---|---|---|---|---|---|---|"]
     runs = [(r, []) for r in args.regimes.split(",")]
     if args.king_only:
         runs += [(r, ["data.genotype_features=false"]) for r in args.regimes.split(",")]

@@ -298,7 +298,10 @@ def test_analyze_writes_the_contract(trained_run):
         b, c = s["baselines"][name], s["comparisons"][name]
         assert b["matched_entropy_nats"] == pytest.approx(s["baselines"]["softmax_king"]["matched_entropy_nats"])
         assert c["difference"] == pytest.approx(s["headline"]["intra_share"] - b["intra_share"])
-    assert s["strongest"]["attention"] == max(soft, key=lambda n: s["baselines"][n]["intra_share"])
+    # the untrained twin is a first-class comparator: among the strongest candidates, and its embedding a peer
+    assert s["strongest"]["attention"] == max(["untrained", *soft], key=lambda n: s["baselines"][n]["intra_share"])
+    assert s["comparisons"]["untrained"]["figure"] == "intra_share"
+    assert s["comparisons"]["untrained_embedding"]["figure"] == "knn5_accuracy"
     peers = set(s["embedding_baselines"])  # data.genotype_pcs is 32: PCA at 10, 20 and 32, raw and whitened
     assert {"inputs", *(f"genotype_pca{k}{w}" for k in (10, 20, 32) for w in ("", "_white"))} <= peers
     assert s["strongest"]["embedding"] == max(peers, key=lambda n: s["embedding_baselines"][n]["knn5_accuracy"])
@@ -473,7 +476,7 @@ def test_king_matrix_alone_has_only_the_baselines_it_allows(tmp_path):
     assert {"softmax_king", "softmax_inputs"} <= set(s["baselines"])
     assert not {"softmax_pcs", "softmax_grm"} & set(s["baselines"])
     assert "softmax_pcs, softmax_grm not computed" in s["baselines_note"] and "KING matrix alone" in s["baselines_note"]
-    assert set(s["embedding_baselines"]) == {"king_rows", "king_pca10", "inputs"}
+    assert set(s["embedding_baselines"]) == {"untrained_embedding", "king_rows", "king_pca10", "inputs"}
 
 
 def test_a_failing_extra_leaves_the_figures(trained_run, monkeypatch):

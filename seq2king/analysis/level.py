@@ -105,8 +105,8 @@ class Level:
             "embedding": self.embedding["model"],
             "embedding_baselines": peers,
             "comparisons": {k: v.as_dict() for k, v in self.comparisons.items()},
-            "strongest": {
-                "attention": max(self.soft, key=lambda n: baselines[n]["intra_share"]),
+            "strongest": {  # the untrained twin counts: beating it is what says training added something
+                "attention": max(["untrained", *self.soft], key=lambda n: baselines[n]["intra_share"]),
                 "embedding": max(peers, key=lambda n: peers[n]["knn5_accuracy"]) if peers else None,
             },
         }

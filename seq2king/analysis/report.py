@@ -148,7 +148,9 @@ def _shared(ctx: Context, s: AnalysisSettings, people: np.ndarray, seqs: list, m
     untrained_ex = MATRIX_METHODS["untrained"](ctx, seqs)
     model_val = model_ex if on_val else MATRIX_METHODS["model"](ctx, val_seqs)
     untrained_val = untrained_ex if on_val else MATRIX_METHODS["untrained"](ctx, val_seqs)
-    embeddings = {"model": EMBEDDING_METHODS["model"](ctx, model_ex)}
+    # the untrained twin's embedding is a peer too: what training adds is the model's margin over it
+    embeddings = {"model": EMBEDDING_METHODS["model"](ctx, model_ex),
+                  "untrained_embedding": EMBEDDING_METHODS["model"](ctx, untrained_ex)}
     for name, fn in embedding_peers(ctx).items():
         x = fn(ctx, model_ex)
         if x is not None:

@@ -239,8 +239,12 @@ def _plots(out: Path, s: dict, importance: np.ndarray, pos: np.ndarray, fst, cau
         bars["oracle overall"] = s["oracle_auroc"]["overall"]
         bars["oracle within"] = s["oracle_auroc"]["within_population"]
     bars = {k: v for k, v in bars.items() if v is not None}
+    ci = {"within population": s["auroc"].get("within_population_ci95")}
+    err = np.array([[v - ci[k][0], ci[k][1] - v] if ci.get(k) else [0.0, 0.0] for k, v in bars.items()]).T
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    ax.bar(list(bars), list(bars.values()), color=["C0", "C1", "C7", "C2", "C2"][:len(bars)])
+    ax.bar(list(bars), list(bars.values()), yerr=err, capsize=4, color=["C0", "C1", "C7", "C2", "C2"][:len(bars)])
+    if s["auroc"].get("within_population_verdict"):
+        ax.text(1, 0.04, s["auroc"]["within_population_verdict"], ha="center", fontsize=8, color="white")
     ax.axhline(0.5, color="k", lw=0.8, ls=":")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test AUROC")

@@ -408,7 +408,7 @@ REFERENCE_SIZES = {"ACB": 96, "ASW": 61, "BEB": 86, "CDX": 93, "CEU": 99, "CHB":
 def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, length: float = 100e6,
                               seed: int = 1, workers: int | None = None, progress: bool = True,
                               maf: float = 0.05, reference: bool = True, aims: int | None = None,
-                              aims_maf: float = 0.03) -> dict:
+                              aims_maf: float = 0.03, aims_by: str = "superpopulation") -> dict:
     """26 populations in 5 continents by Balding-Nichols draws from simulated continental frequencies.
 
     1. Continental allele frequencies: the FiveContinents demes model (msprime) for 100
@@ -436,13 +436,16 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     without step 3 both were about 0.46.
 
     ``aims``: then keep only the ``aims`` loci with the highest between-continent Fst
-    (MAF >= ``aims_maf``), as a commercial ancestry panel does: 26 populations seen
+    (``aims_by="population"``: the highest Fst among the 26 populations, as panels chosen
+    over dozens of reference populations are) (MAF >= ``aims_maf``), as a commercial ancestry panel does: 26 populations seen
     through markers chosen to tell continents apart.
     """
     if samples < 26 * 2:
         raise InputError(f"--samples {samples}: {WITHIN_CONTINENT} needs at least 2 people in each of 26 populations")
     if loci < 100:
         raise InputError(f"--loci {loci}: need at least 100 loci")
+    if aims_by not in ("superpopulation", "population"):
+        raise InputError(f"aims_by={aims_by!r}: choose superpopulation or population")
     import tempfile
 
     rng = np.random.default_rng(seed)
@@ -491,7 +494,7 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
                     k += 1
             if aims:  # the panel's markers are chosen on everyone: small cohorts only (ancestry panels)
                 dos = np.fromfile(scratch, dtype=np.int8).reshape(loci, samples)
-                dos = dos[top_fst(dos, supers, aims, aims_maf)]
+                dos = dos[top_fst(dos, supers if aims_by == "superpopulation" else pop_of, aims, aims_maf)]
                 loci = len(dos)
             else:
                 dos = _rows(fd, loci, samples)
