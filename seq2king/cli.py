@@ -44,6 +44,12 @@ def _add_simulate(sub):
                    help="with --aims: at least this many bp between chosen variants (default: %(default).0f)")
     p.add_argument("--loci", type=int, default=10_000,
                    help="WithinContinent26, TwoPopulations: unlinked loci to draw (default: %(default)s)")
+    p.add_argument("--within-f", type=float, default=None,
+                   help="WithinContinent26: median drift (Balding-Nichols F) of a population from its continent "
+                        "(default: 0.0025, calibrated to 1000 Genomes' genome-wide differences)")
+    p.add_argument("--between-shrink", type=float, default=None,
+                   help="WithinContinent26: continental frequencies pulled towards their mean by this factor "
+                        "(default: 0.92)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=_run_simulate)
 
@@ -56,7 +62,8 @@ def _run_simulate(args) -> int:
         args.out, model=args.model, samples=args.samples, length=args.length, seed=args.seed,
         maf=args.maf, chunk_bp=args.chunk_bp, workers=args.workers,
         mutation_rate=args.mutation_rate, recombination_rate=args.recombination_rate,
-        aims=args.aims, aims_spacing=args.aims_spacing, loci=args.loci,
+        aims=args.aims, aims_spacing=args.aims_spacing, loci=args.loci, within_f=args.within_f,
+        between_shrink=args.between_shrink,
     )
     groups = ", ".join(f"{k} {v}" for k, v in info["samples"].items())
     print(f"simulated {info['model']}: {sum(info['samples'].values())} people ({groups}), "

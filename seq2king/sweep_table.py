@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from scipy.stats import t as t_dist
 
 from seq2king.audit.explain import read_csv
-from seq2king.audit.intervals import paired_within_difference
+from seq2king.audit.intervals import paired_within_difference, pooled_paired_within_difference
 from seq2king.audit.report import audit_row, compare_plot
 from seq2king.errors import InputError
 from seq2king.fileio import atomic_files
@@ -108,7 +108,7 @@ def compare(sweep_dir: Path) -> list[dict]:
     if any("auroc_overall" in r for r in rows):
         _paired_with_uncorrected(rows, jobs)
     _write_table(sweep_dir / "compare", rows)
-    grouped = over_seeds(rows, {k for _, settings in jobs.values() for k in settings})
+    grouped = over_seeds(rows, {k for _, settings in jobs.values() for k in settings}, jobs)
     if grouped:
         _write_table(sweep_dir / "compare_over_seeds", grouped)
     if any("auroc_overall" in r for r in rows):
@@ -138,16 +138,22 @@ def _predictions(job: Path):
             np.array(p["population"]))
 
 
+def _reference(jobs: dict, settings: dict) -> Path | None:
+    """The ``audit.correction=none`` job with the same other settings, if the sweep has it."""
+    want = {k: v for k, v in settings.items() if k != "audit.correction"}
+    for job, other in jobs.values():
+        if other.get("audit.correction", "none") == "none" and {k: v for k, v in other.items()
+                                                                  if k != "audit.correction"} == want:
+            return job
+    return None
+
+
 def _paired_with_uncorrected(rows: list[dict], jobs: dict) -> None:
     """Audit sweeps: each job's within-population AUROC minus that of the ``audit.correction=none`` job with the
     same other settings, on the same test people, with a paired bootstrap interval (``within_vs_none``)."""
-    reference = {}
-    for name, (job, settings) in jobs.items():
-        if settings.get("audit.correction", "none") == "none":
-            reference[tuple(sorted((k, v) for k, v in settings.items() if k != "audit.correction"))] = job
     for row in rows:
         job, settings = jobs[row["job"]]
-        ref = reference.get(tuple(sorted((k, v) for k, v in settings.items() if k != "audit.correction")))
+        ref = _reference(jobs, settings)
         if ref is None or ref == job:
             continue
         a, b = _predictions(job), _predictions(ref)
@@ -162,9 +168,11 @@ def _paired_with_uncorrected(rows: list[dict], jobs: dict) -> None:
 SEED_KEYS = ("seed", "data.split_seed", "data.scenario.trait_seed", "data.scenario.seed", "data.simulation.seed")
 
 
-def over_seeds(rows: list[dict], override_keys: set[str]) -> list[dict]:
+def over_seeds(rows: list[dict], override_keys: set[str], jobs: dict | None = None) -> list[dict]:
     """When a sweep varies a seed (``seed``, ``data.split_seed``, ``data.scenario.trait_seed``...): one row per
-    setting of everything else, each figure's mean over the seeds and its 95% t-interval half-width (``±``)."""
+    setting of everything else, each figure's mean over the seeds and its 95% t-interval half-width (``±``). In
+    an audit sweep, also the within-population AUROC minus the uncorrected job's, with a paired bootstrap interval
+    pooled over the seeds' test people (``within_vs_none_pooled``)."""
     varied = [k for k in SEED_KEYS if len({r.get(k) for r in rows}) > 1]
     if not varied:
         return []
@@ -187,5 +195,18 @@ def over_seeds(rows: list[dict], override_keys: set[str]) -> list[dict]:
             half = float(t_dist.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
             row[f] = round(float(v.mean()), 4)
             row[f"{f} ±"] = round(half, 4)
+        if jobs is not None and any("within_vs_none" in m for m in members):
+            sets = []
+            for m in members:
+                job, job_settings = jobs[m["job"]]
+                ref = _reference(jobs, job_settings)
+                a, b = _predictions(job), (_predictions(ref) if ref is not None else None)
+                if a is not None and b is not None and a[0] == b[0]:
+                    sets.append((a[1], b[1], a[2], a[3]))
+            if sets:
+                d = pooled_paired_within_difference(sets)
+                row["within_vs_none_pooled"] = round(d["difference"], 4)
+                row["within_vs_none_pooled_ci95"] = "[{:+.3f}, {:+.3f}]".format(*d["ci95"])
+                row["within_vs_none_pooled_p"] = round(d["p_value"], 4)
         out.append(row)
     return out

@@ -277,3 +277,8 @@ def test_compare_pairs_corrections_with_the_uncorrected_job_and_summarises_over_
     half = t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
     assert float(got["balanced"]["auroc_within_population ±"]) == pytest.approx(half, abs=1e-4)
     assert got["balanced"]["seeds"] == "3"
+    # the paired interval pooled over the three test sets: the mean difference, inside its interval
+    diffs = [within["balanced", s] - within["none", s] for s in (0, 1, 2)]
+    assert float(got["balanced"]["within_vs_none_pooled"]) == pytest.approx(np.mean(diffs), abs=1e-4)
+    lo, hi = (float(x) for x in got["balanced"]["within_vs_none_pooled_ci95"].strip("[]").split(","))
+    assert lo < np.mean(diffs) < hi and 0 < float(got["balanced"]["within_vs_none_pooled_p"]) <= 1

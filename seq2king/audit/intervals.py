@@ -93,3 +93,18 @@ def paired_within_difference(a: np.ndarray, b: np.ndarray, y: np.ndarray, groups
     d = both["a"]["boot_within"] - both["b"]["boot_within"]
     return {"difference": both["a"]["within"] - both["b"]["within"], "ci95": interval(d),
             "p_value": float((1 + np.sum(d <= 0)) / (1 + len(d)))}
+
+
+def pooled_paired_within_difference(sets: list[tuple], n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`paired_within_difference` over several splits at once: ``sets`` holds ``(a, b, y, groups)`` per split
+    (two scores of the same test people), the figure is the mean over splits of a's within-population AUROC minus
+    b's, and every resample redraws each split's people within its population x class cells, all splits together:
+    the interval of the mean difference given the trained models, tighter than a t-interval over few seeds."""
+    boots, diffs = [], []
+    for k, (a, b, y, groups) in enumerate(sets):
+        both = within_bootstrap({"a": a, "b": b}, y, groups, n_boot, seed + k)
+        diffs.append(both["a"]["within"] - both["b"]["within"])
+        boots.append(both["a"]["boot_within"] - both["b"]["boot_within"])
+    d = np.mean(boots, axis=0)
+    return {"difference": float(np.mean(diffs)), "ci95": interval(d), "p_value": float((1 + np.sum(d <= 0)) / (1 + len(d))),
+            "splits": len(sets)}

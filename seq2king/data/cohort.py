@@ -176,14 +176,15 @@ PLINK_FILES = {"plink": (".bed", ".bim", ".fam"), "pgen": (".pgen", ".pvar", ".p
 
 def simulated_cohort(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
                      seed: int = 1, maf: float = 0.01, aims: int | None = None, aims_spacing: float | None = None,
-                     loci: int | None = None, cache_dir: str | None = None) -> tuple[Path, Path, dict]:
+                     loci: int | None = None, within_f: float | None = None, between_shrink: float | None = None,
+                     cache_dir: str | None = None) -> tuple[Path, Path, dict]:
     """``(entry folder, PLINK prefix, {path: digest})`` of an embedded simulated cohort, simulated on first
     use and checked against its manifest on every later one (a changed or torn file is simulated again)."""
     cache = cache_root(cache_dir)
     payload = {"kind": "simulated", "model": model, "samples": samples, "length": float(length), "seed": seed,
                "maf": maf}
-    extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci))
-             if v is not None}
+    extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci),
+                                ("within_f", within_f), ("between_shrink", between_shrink)) if v is not None}
     payload.update(extra)
     entry = cache / cache_key(payload)
     prefix = entry / "cohort"
@@ -200,17 +201,19 @@ def simulated_cohort(model: str = "AmericanAdmixture_4B18", samples: int = 1000,
 
 def load_simulated(model: str = "AmericanAdmixture_4B18", samples: int = 1000, length: float = 20e6,
                    seed: int = 1, maf: float = 0.01, aims: int | None = None, aims_spacing: float | None = None,
-                   loci: int | None = None,
+                   loci: int | None = None, within_f: float | None = None, between_shrink: float | None = None,
                    label_column: str = "superpopulation", cache_dir: str | None = None,
                    store: str = "memory") -> Cohort:
     """The embedded cohorts: simulate once, compute KING once, then read the (checked) cache.
 
     ``aims``: keep the most ancestry-informative variants only (an ancestry panel);
-    ``loci``: unlinked loci of the ``WithinContinent26`` model.
+    ``loci``, ``within_f``, ``between_shrink``: the ``WithinContinent26`` model's unlinked loci, populations'
+    drift from their continent (median F) and continents' pull towards their mean.
     """
     entry, prefix, digests = simulated_cohort(model, samples, length, seed, maf, aims, aims_spacing, loci,
-                                              cache_dir)
-    extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci)) if v is not None}
+                                              within_f, between_shrink, cache_dir)
+    extra = {k: v for k, v in (("aims", aims), ("aims_spacing", aims_spacing), ("loci", loci),
+                                ("within_f", within_f), ("between_shrink", between_shrink)) if v is not None}
     what = f"simulated:{model}:{samples}:{int(length)}:{seed}" + "".join(f":{k}={v}" for k, v in extra.items())
     inputs = list(digests.values())
     if store == "stream":

@@ -186,6 +186,8 @@ def simulate(
     aims_maf: float = 0.03,
     aims_spacing: float = 0.0,
     loci: int = 10_000,
+    within_f: float | None = None,
+    between_shrink: float | None = None,
 ) -> dict:
     """Simulate a cohort and write ``out.bed/.bim/.fam`` and ``out.labels.tsv``.
 
@@ -206,7 +208,9 @@ def simulate(
                                         maf=max(maf, 0.05))
     if model == WITHIN_CONTINENT:
         return simulate_within_continent(out, samples=samples, loci=loci, length=length, seed=seed,
-                                         workers=workers, progress=progress, aims=aims, aims_maf=aims_maf)
+                                         workers=workers, progress=progress, aims=aims, aims_maf=aims_maf,
+                                         within_f=F_MEDIAN if within_f is None else within_f,
+                                         between_shrink=BETWEEN_SHRINK if between_shrink is None else between_shrink)
     if samples < 2:
         raise InputError(f"--samples {samples}: need at least 2 people")
     if length <= 0:
@@ -408,14 +412,16 @@ REFERENCE_SIZES = {"ACB": 96, "ASW": 61, "BEB": 86, "CDX": 93, "CEU": 99, "CHB":
 def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, length: float = 100e6,
                               seed: int = 1, workers: int | None = None, progress: bool = True,
                               maf: float = 0.05, reference: bool = True, aims: int | None = None,
-                              aims_maf: float = 0.03, aims_by: str = "superpopulation") -> dict:
+                              aims_maf: float = 0.03, aims_by: str = "superpopulation", within_f: float = F_MEDIAN,
+                              between_shrink: float = BETWEEN_SHRINK) -> dict:
     """26 populations in 5 continents by Balding-Nichols draws from simulated continental frequencies.
 
     1. Continental allele frequencies: the FiveContinents demes model (msprime) for 100
        people per continent over ``length`` bp; ``loci`` variants with MAF >= ``maf`` are
        taken evenly spaced along it (about 10 kb apart at 100 Mb, nearly unlinked), and pulled
-       towards their mean by ``BETWEEN_SHRINK``.
-    2. Each population k of continent c drifts from it: ``F_k ~ logNormal``, ``p_k ~
+       towards their mean by ``between_shrink`` (default :data:`BETWEEN_SHRINK`).
+    2. Each population k of continent c drifts from it: ``F_k ~ logNormal`` with median
+       ``within_f`` (default :data:`F_MEDIAN`), ``p_k ~
        Beta(p_c (1 - F_k) / F_k, (1 - p_c)(1 - F_k) / F_k)``.
     3. ``reference``: the frequencies people are drawn from are *estimates*, as real
        allele frequencies of the 1000 Genomes populations are: ``p̂_k = Binomial(2 n_k,
@@ -446,6 +452,9 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
         raise InputError(f"--loci {loci}: need at least 100 loci")
     if aims_by not in ("superpopulation", "population"):
         raise InputError(f"aims_by={aims_by!r}: choose superpopulation or population")
+    if not 0 < within_f < 0.2 or not 0 < between_shrink <= 1:
+        raise InputError(f"within_f={within_f}, between_shrink={between_shrink}: need 0 < within_f < 0.2 and "
+                         "0 < between_shrink <= 1")
     import tempfile
 
     rng = np.random.default_rng(seed)
@@ -463,7 +472,7 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
     names = list(POPULATIONS_26)
     p_cont = {c: g[[i for i, x in enumerate(cont) if x == c]].mean(0) / 2 for c in names}
     p_mean = np.mean([p_cont[c] for c in names], axis=0)
-    p_cont = {c: p_mean + BETWEEN_SHRINK * (p - p_mean) for c, p in p_cont.items()}
+    p_cont = {c: p_mean + between_shrink * (p - p_mean) for c, p in p_cont.items()}
     counts = allocate(samples, [1.0] * 26)
     pop_of, supers = [], []
     width = len(str(samples))
@@ -480,7 +489,7 @@ def simulate_within_continent(out, samples: int = 1560, loci: int = 10_000, leng
             for c in names:
                 pc = np.clip(p_cont[c], 1e-3, 1 - 1e-3)
                 for pop in POPULATIONS_26[c]:
-                    f = float(np.clip(F_MEDIAN * np.exp(F_LOG_SD * rng.standard_normal()), 1e-5, 0.2))
+                    f = float(np.clip(within_f * np.exp(F_LOG_SD * rng.standard_normal()), 1e-5, 0.2))
                     pk = rng.beta(pc * (1 - f) / f, (1 - pc) * (1 - f) / f)
                     if reference:
                         n_ref = 2 * REFERENCE_SIZES[pop]
