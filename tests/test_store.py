@@ -6,7 +6,6 @@ heterozygous calls and variants KING leaves out; plink2's own KING matrix of it 
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
