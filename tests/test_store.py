@@ -184,3 +184,27 @@ def test_streamed_run_trains_and_analyzes_without_the_matrix(tmp_path):
     s = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
     assert s["n_individuals"] == 20 and "a seeded sample of 20 of the" in s["sample_note"]
     assert {"softmax_king", "softmax_grm"} <= {m["method"] for m in s["methods"]}
+
+
+def test_the_genomic_relationship_target_is_the_same_from_the_matrix_and_the_store(tmp_path):
+    """data.target=grm: each sequence's target is the genomic relationship (standardised genotypes, allele
+    frequencies from training people), scaled; the in-memory matrix and the store give the same targets."""
+    from seq2king.genetics.genotypes import BedSource
+    from seq2king.genetics.pca import allele_frequencies, standardise
+
+    mem = _datamodule(tmp_path, "memory", target="grm")
+    st = _datamodule(tmp_path, "stream", target="grm")
+    st.scaler = mem.scaler
+    seqs = [st.datasets["train"][i] for i in range(6)]
+    assert torch.allclose(mem.collate(seqs)["target"], st.collate(seqs)["target"], atol=1e-5)
+    # against the definition, from the genotypes themselves
+    src = BedSource(FIXTURE)
+    row = {iid: i for i, iid in enumerate(src.samples.iid)}
+    rows = np.array([row[i] for i in mem.cohort.ids])
+    g = np.concatenate(list(src.iter_blocks(1 << 20, king_only=True)), axis=1)[rows]  # KING's variants, as the store
+    fit = np.sort(np.concatenate([mem.splits["train"], mem.splits["panel"]]))
+    freq, ok = allele_frequencies(g[fit])
+    z = standardise(g[:, ok], freq[ok], np.float64)
+    val = mem.splits["val"]
+    assert np.allclose(mem.targets.block(val), z[val] @ z[val].T / ok.sum(), atol=1e-5)
+    assert not np.allclose(mem.targets.block(val), mem.king.block(val))  # not KING

@@ -29,17 +29,22 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from seq2king.data.cohort import STORES, Cohort, check_digests, load_genotypes, load_king, load_simulated
 from seq2king.data.feature_cache import feature_key, load_features, save_features
-from seq2king.data.king_source import king_source
+from seq2king.data.king_source import MatrixKing, StoreGrm, king_source
 from seq2king.errors import InputError
 from seq2king.fileio import write_json
 from seq2king.genetics.genotypes import open_genotypes
-from seq2king.genetics.pca import fit_frequencies, held_out_scores, standardise, standardised_kernels, streamed_pcs
+from seq2king.genetics.pca import (fit_frequencies, held_out_scores, relationship, standardise, standardised_kernels,
+                                   streamed_pcs)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("simulated", "plink", "pgen", "vcf", "king")
 SOURCE_KEYS = {"plink": "bfile", "pgen": "pfile", "vcf": "vcf", "king": "path"}  # the key each source reads
 SCALINGS = ("standard", "minmax")
+# what the model learns to predict between the people of a sequence: KING-robust (the paper's), or the genomic
+# relationship (standardised genotypes, allele frequencies from training people), which keeps the allele-frequency
+# information KING-robust discards on purpose
+TARGETS = ("king", "grm")
 
 
 @dataclass
@@ -166,8 +171,12 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  min_len: int = 8, max_len: int = 128, sequences_per_epoch: int = 2000,
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
                  genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0,
-                 store: str = "auto", memory_max_people: int = 5000, pca_fit_max: int = 10000):
+                 store: str = "auto", memory_max_people: int = 5000, pca_fit_max: int = 10000,
+                 target: str = "king"):
         super().__init__()
+        if target not in TARGETS:
+            raise InputError(f"data.target={target!r}: choose one of {', '.join(TARGETS)}")
+        self.target = target
         if store not in STORES:
             raise InputError(f"data.store={store!r}: choose one of {', '.join(STORES)}")
         if memory_max_people < 0 or pca_fit_max < 2:
@@ -309,12 +318,14 @@ class Seq2KingDataModule(pl.LightningDataModule):
         the scaler from training pairs (all of them with the matrix, ``scaler_pairs`` random ones from the
         store), KING to the panel, then the genotype features (:meth:`_genotype_block`) and the input lines.
         A streamed cohort's tokens are cached beside its store, keyed by everything they depend on."""
+        self.targets = self.king if self.target == "king" else self._relationship_source(cohort, train, panel)
         cache = None
         if cohort.store is not None:
             cache = (Path(cohort.store.prefix).parent, feature_key(
                 store=cohort.store.header, rows=cohort.store_rows, train=train, panel=panel.tolist(),
                 scaling=self.scaling, genotype_features=self.genotype_features, pcs=self.genotype_pcs,
-                pca_fit_max=self.pca_fit_max, seed=self.split_seed))
+                pca_fit_max=self.pca_fit_max, seed=self.split_seed,
+                **({"target": self.target} if self.target != "king" else {})))
             if (hit := load_features(*cache, len(cohort.ids))) is not None:
                 features, meta = hit
                 self.features = torch.from_numpy(features)
@@ -323,7 +334,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                 self.feature_blocks = {k: tuple(v) for k, v in meta["feature_blocks"].items()}
                 self.input_lines = meta["input_lines"]
                 return
-        pairs = self.king.scaler_pairs(train, self.scaler_pairs, self.split_seed)
+        pairs = self.targets.scaler_pairs(train, self.scaler_pairs, self.split_seed)
         self.scaler = Scaler.fit(self.scaling, pairs)
         self.target_mean = float(self.scaler(pairs.mean()))  # the predict-the-mean baseline
         # the closest unrelated pairs: where a distance readout's bias (its prediction at distance 0) starts
@@ -342,6 +353,21 @@ class Seq2KingDataModule(pl.LightningDataModule):
                           target_mean=self.target_mean, target_top=self.target_top,
                           feature_blocks={k: list(v) for k, v in self.feature_blocks.items()},
                           input_lines=self.input_lines)
+
+    def _relationship_source(self, cohort: Cohort, train: np.ndarray, panel: np.ndarray):
+        """``data.target=grm``: the genomic relationship between any two people, allele frequencies from training
+        people (tokens and panel): a full matrix (one pass over the genotypes) or computed from the store."""
+        fit = np.sort(np.concatenate([train, panel]))
+        if cohort.store is not None:
+            freq, keep = fit_frequencies(cohort.store, cohort.store_rows[fit])
+            return StoreGrm(cohort.store, cohort.store_rows, freq, keep)
+        source = cohort.open_genotypes()
+        if source is None:
+            raise InputError("data.target=grm needs genotypes (data=plink, pgen, vcf or simulated); a KING matrix "
+                             "alone has no allele frequencies")
+        row = {iid: i for i, iid in enumerate(source.samples.iid)}
+        rows = np.array([row[i] for i in cohort.ids])
+        return MatrixKing(relationship(source, rows[fit], rows))
 
     def _add_genotype_features(self, extra: torch.Tensor) -> None:
         """Append the genomic relationship to the panel (as wide as the panel) and the PCs to the tokens."""
@@ -408,7 +434,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         rng = np.random.default_rng([self.split_seed, 2])
         a, b = rng.choice(train, pairs), rng.choice(train, pairs)
         a, b = a[a != b], b[a != b]
-        t = self.scaler(self.king.pairs(a, b))
+        t = self.scaler(self.targets.pairs(a, b))
         diff = (self.features[torch.from_numpy(a)] - self.features[torch.from_numpy(b)]).double()
         blocks = {"inputs": (0, int(self.features.shape[1]))}
         if "pcs" in self.feature_blocks:
@@ -490,8 +516,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
         index[mask] = np.concatenate(seqs)  # row by row, as the mask's True entries are ordered
         index, mask = torch.from_numpy(index), torch.from_numpy(mask)
         safe = index.clamp_min(0)
-        # each sequence's KING (from the matrix, or from the store: the same values), scaled
-        target = torch.from_numpy(np.stack([self.scaler(self.king.block(row)) for row in safe.numpy()])
+        # each sequence's target (KING from the matrix or the store: the same values; or the genomic relationship), scaled
+        target = torch.from_numpy(np.stack([self.scaler(self.targets.block(row)) for row in safe.numpy()])
                                   .astype(np.float32))
         features = self.features[safe]
         return {"index": index, "features": features, "target": target, "mask": mask}

@@ -1,11 +1,13 @@
-"""KING between any people of a cohort, from wherever the cohort keeps it.
+"""A relationship between any people of a cohort (KING, or the genomic relationship), wherever it comes from.
 
-One question, two answers: :class:`MatrixKing` reads the full matrix held in memory
-(small cohorts), :class:`StoreKing` computes from the person-major genotype store
-(:class:`~seq2king.genetics.store.GenotypeStore`, nothing people x people), bit for bit
-the matrix's values. The data set-up asks only this interface: the KING rectangle
-people x panel for the tokens, a sample of training pairs for the target scaler, and
-each sequence's KING for its targets.
+One question, "this relationship for these rows and columns", several answers:
+:class:`MatrixKing` reads a full matrix held in memory (small cohorts: KING, or the
+genomic relationship computed in one pass), :class:`StoreKing` computes KING from the
+person-major genotype store (:class:`~seq2king.genetics.store.GenotypeStore`, nothing
+people x people), bit for bit the matrix's values, and :class:`StoreGrm` the genomic
+relationship from the same store. The data set-up asks only this interface: the KING
+rectangle people x panel for the tokens, a sample of training pairs for the target
+scaler, and each sequence's block for its targets.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seq2king.data.cohort import Cohort
+from seq2king.genetics.pca import standardise
 from seq2king.genetics.store import store_king_pairs
 
 log = logging.getLogger(__name__)
 
 
 class KingSource:
-    """KING-robust (float64, unscaled) between cohort positions."""
+    """A relationship (float64, unscaled; KING-robust unless said otherwise) between cohort positions."""
 
     def block(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         """``(len(a), len(b))`` KING between ``a`` and ``b`` (``None``: ``a`` with itself)."""
@@ -85,6 +88,26 @@ class StoreKing(KingSource):
             out[s:s + self.chunk] = self.block(a[s:s + self.chunk], b)
         log.info("KING to the panel (%d people x %d) took %.1f s", len(a), len(b), time.perf_counter() - t0)
         return out
+
+
+class StoreGrm(StoreKing):
+    """The genomic relationship ``z_i . z_j / M`` from the store's rows: genotypes standardised with allele
+    frequencies ``freq`` of the variants ``keep`` (fitted on training people), missing calls at the mean."""
+
+    def __init__(self, store, rows: np.ndarray, freq: np.ndarray, keep: np.ndarray, chunk: int = 2048):
+        super().__init__(store, rows, chunk)
+        self.freq, self.keep = freq, keep
+
+    def _z(self, a) -> np.ndarray:
+        return standardise(self.store.rows(self.rows[np.asarray(a)])[:, self.keep], self.freq)
+
+    def block(self, a, b=None):
+        za = self._z(a)
+        zb = za if b is None else self._z(b)
+        return (za @ zb.T).astype(np.float64) / len(self.freq)
+
+    def pairs(self, a, b):
+        return np.einsum("ij,ij->i", self._z(a), self._z(b)).astype(np.float64) / len(self.freq)
 
 
 def king_source(cohort: Cohort) -> KingSource:
