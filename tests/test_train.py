@@ -352,7 +352,7 @@ def test_every_experiment_runs_two_steps_under_every_logger(tmp_path, cache_dir,
 PRESET_TINY = {
     "plink": [f"data.bfile={FIXTURE}"], "pgen": [f"data.pfile={FIXTURE}"], "vcf": [f"data.vcf={FIXTURE}.vcf.gz"],
     "king": [f"data.path={ROOT}/tests/data/golden/king_fixture.king.bin"],
-    "ancestry_panel": ["data.simulation.aims=40", "data.simulation.aims_spacing=0"],
+    "ancestry_panel": ["data.simulation.loci=300", "data.simulation.aims=40"],
     "within_continent": ["data.simulation.loci=300"],
     "ancestry_panel_26": ["data.simulation.loci=300", "data.simulation.aims=40"],
 }
