@@ -120,30 +120,6 @@ def test_genotype_features_use_training_frequencies_only(tmp_path):
     assert np.allclose(pcs[train].std(0), 1.0, atol=1e-6)  # each PC at unit variance over the training tokens
 
 
-def test_pc_scale_eigen_keeps_each_pcs_share_of_the_variance(tmp_path):
-    """data.pc_scale=eigen: the same PCs as unit scaling, all divided by the first's SD, so their variances
-    over the training tokens fall as PCA's do; a bad value is one error naming it."""
-    from conftest import FIXTURE
-
-    from seq2king.data.datamodule import Seq2KingDataModule
-
-    kw = dict(source="plink", bfile=str(FIXTURE), panel_size=16, min_len=4, max_len=16, genotype_pcs=6)
-    unit = Seq2KingDataModule(cache_dir=str(tmp_path / "u"), **kw)
-    unit.setup()
-    eigen = Seq2KingDataModule(cache_dir=str(tmp_path / "e"), pc_scale="eigen", **kw)
-    eigen.setup()
-    train = unit.splits["train"]
-    lo, hi = unit.feature_blocks["pcs"]
-    u, e = unit.features[:, lo:hi].double().numpy(), eigen.features[:, lo:hi].double().numpy()
-    sd = e[train].std(0)
-    # falling as PCA's variances do (training tokens are scored out of fold, so not exactly monotone)
-    assert sd[0] == pytest.approx(1.0, abs=1e-5) and np.all(np.diff(sd) <= 0.01) and sd[-1] < 0.5
-    assert np.allclose(e, u * sd, atol=1e-4)  # each column: the unit-scaled PC times its relative SD
-    assert np.allclose(unit.features[:, :lo].numpy(), eigen.features[:, :lo].numpy())  # KING and GRM untouched
-    with pytest.raises(InputError, match="data.pc_scale='raw'"):
-        Seq2KingDataModule(cache_dir=str(tmp_path / "x"), pc_scale="raw", **kw)
-
-
 def test_distance_kernel_is_a_gaussian_kernel_of_the_queries():
     torch.manual_seed(0)
     cfg = Seq2KingConfig(panel_size=16, d_model=32, depth=2, heads=4, ffn_dim=64, symmetric_readout=True,

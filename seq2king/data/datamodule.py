@@ -45,9 +45,6 @@ SCALINGS = ("standard", "minmax")
 # relationship (standardised genotypes, allele frequencies from training people), which keeps the allele-frequency
 # information KING-robust discards on purpose
 TARGETS = ("king", "grm")
-# genotype PCs in the token: each at unit variance over the training tokens, or all divided by the first's
-# standard deviation (each keeps its share of the variance, as plink2 --pca's raw scores do)
-PC_SCALES = ("unit", "eigen")
 
 
 @dataclass
@@ -175,11 +172,8 @@ class Seq2KingDataModule(pl.LightningDataModule):
                  batch_size: int = 32, num_workers: int = 0, genotype_features: bool = True,
                  genotype_pcs: int = 32, bucket: bool = True, split_file: str | None = None, seed: int = 0,
                  store: str = "auto", memory_max_people: int = 5000, pca_fit_max: int = 10000,
-                 target: str = "king", pc_scale: str = "unit"):
+                 target: str = "king"):
         super().__init__()
-        if pc_scale not in PC_SCALES:
-            raise InputError(f"data.pc_scale={pc_scale!r}: choose one of {', '.join(PC_SCALES)}")
-        self.pc_scale = pc_scale
         if target not in TARGETS:
             raise InputError(f"data.target={target!r}: choose one of {', '.join(TARGETS)}")
         self.target = target
@@ -331,8 +325,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
                 store=cohort.store.header, rows=cohort.store_rows, train=train, panel=panel.tolist(),
                 scaling=self.scaling, genotype_features=self.genotype_features, pcs=self.genotype_pcs,
                 pca_fit_max=self.pca_fit_max, seed=self.split_seed,
-                **({"target": self.target} if self.target != "king" else {}),
-                **({"pc_scale": self.pc_scale} if self.pc_scale != "unit" else {})))
+                **({"target": self.target} if self.target != "king" else {})))
             if (hit := load_features(*cache, len(cohort.ids))) is not None:
                 features, meta = hit
                 self.features = torch.from_numpy(features)
@@ -394,8 +387,7 @@ class Seq2KingDataModule(pl.LightningDataModule):
         - ``genotype_pcs`` principal components (what ``plink2 --pca`` users draw), fitted on training
           people; training tokens are scored out of fold (:func:`~seq2king.genetics.pca.out_of_fold_scores`),
           so that they look like the new people the model will meet; each PC scaled to unit variance over
-          them (``data.pc_scale=unit``), or all by the first PC's SD (``eigen``: each keeps its share of the
-          variance).
+          them.
 
         With the full matrix in memory, one pass over the genotype files and exact kernel PCA; streamed, passes
         over the store and scikit-learn's randomized PCA fitted on at most ``data.pca_fit_max`` training people
@@ -428,8 +420,6 @@ class Seq2KingDataModule(pl.LightningDataModule):
         parts = [(grm - ref.mean()) / (ref.std() or 1.0)]
         if pcs is not None:
             sd = pcs[train].std(0)
-            if self.pc_scale == "eigen":
-                sd = np.full_like(sd, sd[0] if len(sd) and sd[0] > 0 else 1.0)
             parts.append(pcs / np.where(sd > 0, sd, 1.0))
         return torch.from_numpy(np.concatenate(parts, 1)).float()
 
