@@ -29,15 +29,25 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from seq2king.genetics.genotypes import GenotypeSource  # noqa: E402
+from seq2king.genetics.pca import genotype_pca  # noqa: E402
 
-def kernel_pcs(z: np.ndarray, fit: np.ndarray, k: int) -> np.ndarray:
-    """Everyone's top-``k`` PCs of ``z`` (standardised genotypes), fitted on the ``fit`` rows (KernelPCA, as
-    :func:`seq2king.genetics.pca.genotype_pca`)."""
-    from sklearn.decomposition import KernelPCA
 
-    m = z.shape[1]
-    kpca = KernelPCA(n_components=k, kernel="precomputed", eigen_solver="dense").fit(z[fit] @ z[fit].T / m)
-    return kpca.transform(z @ z[fit].T / m)
+class Loci(GenotypeSource):
+    """Some loci of genotypes already read, as a source: what :func:`genotype_pca` reads a half from."""
+
+    def __init__(self, g: np.ndarray, samples):
+        self.g, self.samples, self.path = g, samples, Path("<loci>")
+
+    def iter_blocks(self, block_size: int = 4096, king_only: bool = False):
+        for j in range(0, self.g.shape[1], block_size):
+            yield self.g[:, j:j + block_size]
+
+
+def pcs(g: np.ndarray, samples, fit: np.ndarray, k: int) -> np.ndarray:
+    """Everyone's top-``k`` genotype PCs of the loci in ``g``, fitted on the ``fit`` rows, as the analysis fits
+    them (:func:`genotype_pca`: frequencies from the fit people, exact kernel PCA, everyone projected)."""
+    return genotype_pca(Loci(g, samples), fit, np.arange(len(g)), n_components=k).scores
 
 
 def main() -> int:
@@ -46,7 +56,6 @@ def main() -> int:
     from sklearn.cross_decomposition import CCA
 
     from seq2king.analysis.stats import knn_hits
-    from seq2king.genetics.pca import allele_frequencies, standardise
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")
@@ -67,15 +76,14 @@ def main() -> int:
     label = dict(zip(cohort.ids, cohort.levels[args.column]))
     y = np.unique([label[s] for s in split["test"]], return_inverse=True)[1]
     g = source.read_all()
-    freq, usable = allele_frequencies(g[fit])
-    z = standardise(g[:, usable], freq[usable]).astype(np.float64)
-    m = z.shape[1]
+    m = g.shape[1]
 
     def knn(x: np.ndarray) -> float:
         return float(knn_hits(x[test], y).mean())
 
     print(f"{run}: {len(test)} test people, {len(set(y))} groups ({args.column}), {m} loci; kNN-5:")
-    pca = {k: knn(kernel_pcs(z, fit, k)) for k in (10, 20, 32, 50)}
+    top = pcs(g, source.samples, fit, 50)  # the first k of 50 PCs are the k-PC fit's
+    pca = {k: knn(top[:, :k]) for k in (10, 20, 32, 50)}
     print("  genotype PCA, all loci: " + ", ".join(f"{k} PCs {v:.3f}" for k, v in pca.items()))
     rng = np.random.default_rng(0)
     best = max(pca.values())
@@ -85,7 +93,7 @@ def main() -> int:
             for _ in range(args.repeats):
                 perm = rng.permutation(m)
                 a, b = perm[: m // 2], perm[m // 2:]
-                pa, pb = kernel_pcs(z[:, a], fit, ka), kernel_pcs(z[:, b], fit, ka)
+                pa, pb = pcs(g[:, a], source.samples, fit, ka), pcs(g[:, b], source.samples, fit, ka)
                 cca = CCA(n_components=c, max_iter=2000).fit(pa[fit], pb[fit])
                 ua, ub = cca.transform(pa, pb)
                 rho = np.array([np.corrcoef(ua[fit, j], ub[fit, j])[0, 1] for j in range(c)])
