@@ -16,8 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+from seq2king import __version__
 from seq2king.errors import EXIT_TERMINATED, InputError, Terminated, error_line, raise_on_sigterm
 from seq2king.fileio import AtomicFiles, atomic_files
+from seq2king.genetics.genotypes import open_genotypes, select_samples
+from seq2king.genetics.labels import read_labels
+from seq2king.genetics.simulate import simulate
+from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
+
+# KING's engine, its file formats and the relatives' pruning import torch (over a second): they are imported
+# inside the subcommands that use them (king, inspect), so that --help, simulate and trait start without it
 
 
 def _add_simulate(sub):
@@ -55,7 +63,6 @@ def _add_simulate(sub):
 
 
 def _run_simulate(args) -> int:
-    from seq2king.genetics.simulate import simulate
 
     t0 = time.perf_counter()
     info = simulate(
@@ -151,7 +158,6 @@ def _submit_king(args, argv: list[str]) -> int:
     """``--submit N``: the N parts of ``--parallel`` as one submitit job array, then ``cat`` into one file each."""
     import submitit
 
-    from seq2king.genetics.genotypes import open_genotypes, select_samples
 
     n = args.submit
     if n < 1:
@@ -219,7 +225,6 @@ def _cutoff_band(prefix: str, samples):
 
 
 def _run_king(args) -> int:
-    from seq2king.genetics.genotypes import open_genotypes, select_samples
     from seq2king.genetics.kingio import PO_IBS0
 
     if args.king_table_filter is not None and not args.king_table_filter <= 0.5:  # nan, inf too
@@ -342,9 +347,6 @@ def _run_trait(args) -> int:
 
     import numpy as np
 
-    from seq2king.genetics.genotypes import open_genotypes
-    from seq2king.genetics.labels import read_labels
-    from seq2king.genetics.traits import TraitSpec, simulate_trait, write_trait
 
     spec = TraitSpec(h2=args.h2, causal=args.causal, binary=not args.quantitative, prevalence=args.prevalence,
                      shift=dict(_parse_pairs(args.shift, "=", "--shift")),
@@ -384,7 +386,6 @@ def _run_inspect(args) -> int:
     import numpy as np
 
     from seq2king.genetics.kingio import DEGREE_BOUNDS, read_king
-    from seq2king.genetics.labels import read_labels
 
     km = read_king(args.king)
     n = len(km.ids)
@@ -406,7 +407,6 @@ def _run_inspect(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from seq2king import __version__
 
     parser = argparse.ArgumentParser(
         prog="seq2king", description="Population structure from KING-robust kinship and transformer attention.")
