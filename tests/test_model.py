@@ -439,3 +439,99 @@ def test_input_lines_are_fitted_on_training_people_only(tmp_path):
     assert lines["inputs"]["scale"] == pytest.approx(d2.mean())
     assert lines["inputs"]["slope"] == pytest.approx(max(-slope, 0.0), rel=1e-6)
     assert set(a) | set(b) <= set(train) and not (set(a) & set(dm.splits["test"]))
+
+
+def _reconstruction_module(**kw):
+    from seq2king.model.module import Seq2KingModule
+
+    lines = {"pcs": {"columns": [8, 16], "scale": 16.0, "slope": 0.5, "intercept": 0.0}}
+    return Seq2KingModule(panel_size=16, num_features=16, d_model=32, depth=2, heads=2, ffn_dim=64,
+                          symmetric_readout=True, per_head_readout=True, readout_range=4, input_bias="pcs",
+                          input_denoise=True, input_lines=lines, attention_loss=1.0, **kw)
+
+
+def test_masked_token_reconstruction_hides_the_pcs_from_token_and_bias():
+    """model.reconstruction: a share of the people have their PC columns zeroed (the rest of the token as it
+    was) and the values kept as the truth; a hidden person takes no part in the input bias (their pairs'
+    logits are the plain ones, the others' carry -gamma d2 over the seen people's features); off, no
+    parameters are added."""
+    assert not hasattr(_reconstruction_module().net, "reconstruct")
+    module = _reconstruction_module(reconstruction=1.0, mask_ratio=0.4, dropout=0.0).eval()
+    assert module.cfg.reconstruct_columns == (8, 16) and module.net.reconstruct.out_features == 8
+    x = batch(panel=16)
+    torch.manual_seed(3)
+    seen_batch, truth = module._hide(x)
+    hidden = seen_batch["hidden"]
+    assert 0 < hidden.sum() < x["mask"].sum() and not (hidden & ~x["mask"]).any()
+    assert torch.equal(truth, x["features"][..., 8:16])
+    f = seen_batch["features"]
+    assert f[..., 8:16][hidden].abs().max() == 0 and torch.equal(f[..., 8:16][~hidden], x["features"][..., 8:16][~hidden])
+    assert torch.equal(f[..., :8], x["features"][..., :8])
+    net = module.net
+    with torch.no_grad():
+        pred, recon = net(seen_batch, reconstruct=True)
+        _, ex = net(seen_batch, need_weights=True)
+        h = net.encoder[0].ln1(net.embed(seen_batch))
+        plain = net.encoder[0].attn.logits(h, x["mask"])
+    assert recon.shape == (3, 10, 8) and pred.shape == (3, 10, 10)
+    z = f[..., 8:16] / 4.0
+    seen = x["mask"] & ~hidden
+    pair_seen = seen[:, :, None] & seen[:, None, :]
+    bias = -net.bias_log_gamma[0].exp()[None, :, None, None] * (torch.cdist(z, z).square() * pair_seen)[:, None]
+    m = x["mask"][:, None, None, :].expand_as(plain)
+    assert torch.allclose(ex["scores"][0][m], (plain + bias)[m], atol=1e-4)
+    one_hidden = (hidden[:, :, None] | hidden[:, None, :])[:, None].expand_as(plain) & m
+    assert torch.allclose(ex["scores"][0][one_hidden], plain[one_hidden], atol=1e-5)
+    # a hidden person's true PCs do not reach the network: changing them changes nothing it computes
+    y = dict(x, features=x["features"].clone())
+    y["features"][..., 8:16][hidden] += 5.0
+    torch.manual_seed(3)
+    seen_y, truth_y = module._hide(y)
+    assert torch.equal(seen_y["hidden"], hidden) and not torch.equal(truth_y, truth)
+    with torch.no_grad():
+        assert torch.equal(net(seen_y, reconstruct=True)[1], recon)
+
+
+def test_masked_token_reconstruction_learns_the_hidden_pcs_from_the_set():
+    """Clusters whose PCs are only known through the others: a person's first 8 columns say which cluster
+    (weakly), the PCs are the cluster's centre; trained with the reconstruction loss, the hidden PCs are
+    predicted far better than by their mean (0 for centred PCs: a mean squared error of about 1)."""
+    torch.manual_seed(0)
+    module = _reconstruction_module(reconstruction=1.0, mask_ratio=0.3, dropout=0.0)
+    centres = torch.randn(4, 8)
+    keys = torch.randn(4, 8)
+
+    def draw(b=16, n=24):
+        c = torch.randint(0, 4, (b, n))
+        features = torch.cat([keys[c] + 0.5 * torch.randn(b, n, 8), centres[c] + 0.1 * torch.randn(b, n, 8)], -1)
+        return {"features": features, "mask": torch.ones(b, n, dtype=torch.bool),
+                "index": torch.zeros(b, n, dtype=torch.long), "target": (c[:, :, None] == c[:, None, :]).float()}
+
+    opt = torch.optim.AdamW(module.net.parameters(), lr=3e-3)
+    module.log = lambda *a, **k: None
+    for _ in range(150):
+        opt.zero_grad()
+        module._step(draw(), "train").backward()
+        opt.step()
+    module.eval()
+    x = draw(b=64)
+    torch.manual_seed(1)
+    hid, truth = module._hide(x)
+    with torch.no_grad():
+        _, recon = module.net(hid, reconstruct=True)
+    err = (recon - truth).square().mean(-1)[hid["hidden"]].mean()
+    base = truth[hid["hidden"]].square().mean()
+    assert err < 0.2 * base, (float(err), float(base))
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"reconstruction": -1.0}, "model.reconstruction=-1.0: must be 0"),
+    ({"reconstruction": 1.0, "mask_ratio": 1.0}, "model.mask_ratio=1.0: must be in"),
+])
+def test_masked_token_reconstruction_bad_values(kw, msg):
+    from seq2king.model.module import Seq2KingModule
+
+    with pytest.raises(InputError, match=msg):
+        Seq2KingModule.check_config(panel_size=16, d_model=32, **kw)
+    with pytest.raises(InputError, match="model.reconstruction needs genotype PCs"):
+        Seq2KingModule(panel_size=16, d_model=32, num_features=16, reconstruction=1.0, input_lines={})

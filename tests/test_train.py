@@ -489,6 +489,9 @@ def test_structure_metrics_equal_the_analysis_on_validation_people(tmp_path, cac
     cfg = make_cfg(tmp_path, cache_dir, "hparams_search=optuna_structure")
     assert cfg.optimized_metric == "val/lift" and cfg.hydra.sweeper.direction == "maximize"
     assert cfg.callbacks.model_checkpoint.monitor == "val/lift" and cfg.callbacks.model_checkpoint.mode == "max"
+    params = cfg.hydra.sweeper.params  # the objectives beside the network's shape
+    assert params["data.target"] == "choice(king, grm)" and "model.reconstruction" in params
+    assert params["model.depth"] == "choice(2, 4, 6)"
 
 
 def test_analyze_true_leaves_the_analysis_in_each_job(tmp_path, cache_dir):

@@ -50,12 +50,13 @@ class Seq2KingModule(pl.LightningModule):
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None,
                  compile: bool = False, num_individuals: int = 0, target_mean: float = 0.0,
                  target_top: float = 0.0, num_features: int = 0, attention_loss: float = 0.0,
-                 input_lines: dict | None = None, **model):
+                 input_lines: dict | None = None, reconstruction: float = 0.0, **model):
         """``model``: the :class:`Seq2KingConfig` fields (tokenizer, d_model, depth, heads, ...)."""
         super().__init__()
         self.save_hyperparameters()
         self.cfg = self._config(model, num_individuals, num_features)
         self._input_line(self.cfg, input_lines or {})
+        self.reconstruction = self._reconstruct_line(self.cfg, float(reconstruction), input_lines or {})
         self.net = Seq2King(self.cfg)
         if self.cfg.head == "attention" and self.cfg.symmetric_readout:
             self.net.init_distance_readout(target_top, target_top - target_mean)
@@ -89,6 +90,19 @@ class Seq2KingModule(pl.LightningModule):
         return line
 
     @staticmethod
+    def _reconstruct_line(cfg: Seq2KingConfig, weight: float, lines: dict) -> float:
+        """Masked-token reconstruction: set ``cfg``'s hidden columns (the tokens' genotype PCs); its weight."""
+        if weight < 0:
+            raise InputError(f"model.reconstruction={weight}: must be 0 (off) or more")
+        if not weight:
+            return 0.0
+        if cfg.tokenizer != "kinship" or "pcs" not in lines:
+            raise InputError("model.reconstruction needs genotype PCs in the tokens (model.tokenizer=kinship, "
+                             "data.genotype_features=true, data.genotype_pcs > 0)")
+        cfg.reconstruct_columns = tuple(int(c) for c in lines["pcs"]["columns"])
+        return weight
+
+    @staticmethod
     def _config(model: dict, num_individuals: int, num_features: int) -> Seq2KingConfig:
         """The network's config from the model keys and what the data sets."""
         cfg = _without_removed(dict(model))
@@ -102,11 +116,14 @@ class Seq2KingModule(pl.LightningModule):
             raise InputError(f"model config: {e}") from None
 
     @classmethod
-    def check_config(cls, optimizer=None, scheduler=None, compile=False, attention_loss=0.0, **model) -> None:
+    def check_config(cls, optimizer=None, scheduler=None, compile=False, attention_loss=0.0, reconstruction=0.0,
+                     **model) -> None:
         """Check the model's keys and values before any data is made (simulating or reading
         it can take minutes): the error a bad value would give later, now."""
         model = {k: v for k, v in model.items() if not k.startswith("_")}  # Hydra's _target_, _convert_
         cls._config(model, num_individuals=1, num_features=0).validate()
+        if float(reconstruction) < 0:
+            raise InputError(f"model.reconstruction={reconstruction}: must be 0 (off) or more")
 
     def forward(self, batch, need_weights: bool = False):
         if self._compiled is not None and not need_weights:
@@ -118,22 +135,47 @@ class Seq2KingModule(pl.LightningModule):
         if dm is not None and hasattr(dm, "datasets"):
             dm.datasets["train"].set_epoch(self.current_epoch)
 
+    def _hide(self, batch) -> tuple[dict, torch.Tensor]:
+        """Masked-token reconstruction: hide the PC columns of a random share of each sequence's people (zero:
+        the PCs are centred on training people); the batch the network sees and the hidden columns' values."""
+        lo, hi = self.cfg.reconstruct_columns
+        mask = batch["mask"]
+        hidden = (torch.rand(mask.shape, device=mask.device) < self.cfg.mask_ratio) & mask
+        features = batch["features"].clone()
+        truth = features[..., lo:hi].clone()
+        features[..., lo:hi] = features[..., lo:hi].masked_fill(hidden[..., None], 0.0)
+        return {**batch, "features": features, "hidden": hidden}, truth
+
     def _step(self, batch, stage: str):
-        if stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout or self.attention_loss):
-            heads = self.net(batch, per_head=True)
+        bs = batch["mask"].shape[0]
+        hiding = stage == "train" and self.reconstruction > 0
+        truth = None
+        if hiding:
+            batch, truth = self._hide(batch)
+        per_head = stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout
+                                                                           or self.attention_loss)
+        if per_head or hiding:
+            out = self.net(batch, per_head=per_head, reconstruct=hiding)
+            pred, recon = out if hiding else (out, None)
             # per_head_readout: every head's logits predict kinship, so each head's attention is meaningful
-            loss = masked_pair_mse(heads if self.cfg.per_head_readout else heads.mean(1), batch["target"], batch["mask"])
-            if self.attention_loss:
+            head_pred = pred.mean(1) if per_head and not self.cfg.per_head_readout else pred
+            loss = masked_pair_mse(head_pred, batch["target"], batch["mask"])
+            if per_head and self.attention_loss:
                 # weighted by T_h / T_max: in logit space the KL's gradient does not depend on T and
                 # the MSE's shrinks with it, so this keeps each head's balance of the two alike
                 t = self.net.pair_scale
-                kl = attention_kl(heads, batch["target"], batch["mask"], t, weight=t / t.max())
-                self.log("train/attention_kl", kl, batch_size=batch["mask"].shape[0])
+                kl = attention_kl(pred, batch["target"], batch["mask"], t, weight=t / t.max())
+                self.log("train/attention_kl", kl, batch_size=bs)
                 loss = loss + self.attention_loss * kl
+            if hiding:
+                hidden = batch["hidden"]
+                err = (recon - truth).square().mean(-1)[hidden]
+                rec = err.mean() if err.numel() else recon.sum() * 0.0
+                self.log("train/reconstruction", rec, batch_size=bs)
+                loss = loss + self.reconstruction * rec
         else:
             pred = self(batch)
             loss = masked_pair_mse(pred, batch["target"], batch["mask"])
-        bs = batch["mask"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=bs, sync_dist=stage != "train")
         if stage != "train":
             base = masked_pair_mse(torch.full_like(pred, self.target_mean), batch["target"], batch["mask"])

@@ -82,6 +82,13 @@ class Seq2KingConfig:
     # input neighbours (contextual denoising), so the next layer's bias sees the pooled features
     input_denoise: bool = False
     denoise_entropy: float = 1.5
+    # masked-token reconstruction (the module's ``reconstruction`` weight): in training a share ``mask_ratio`` of
+    # each sequence's people have these feature columns (their genotype PCs, set from the data) hidden, from
+    # their token and from the input bias, and the readout's input predicts them: the within-continent PCs are
+    # not recoverable from a person's own KING / GRM columns (ridge test R2 0.48-0.54, docs/regimes.md), so
+    # the layers must learn to borrow them from the right people of the set
+    reconstruct_columns: tuple | None = None
+    mask_ratio: float = 0.25
 
     def bias_block(self) -> str | None:
         """The token features ``input_bias`` reads (``"pcs"``), or None."""
@@ -115,6 +122,8 @@ class Seq2KingConfig:
             raise InputError(f"model.denoise_entropy={self.denoise_entropy}: must be positive (nats)")
         if self.input_bias not in (False, None, "none", "pcs"):
             raise InputError(f"model.input_bias={self.input_bias!r}: choose false or pcs")
+        if not 0 < self.mask_ratio < 1:
+            raise InputError(f"model.mask_ratio={self.mask_ratio}: must be in (0, 1)")
         if self.tokenizer == "kinship" and self.panel_size < 1:
             raise InputError(f"model.panel_size={self.panel_size}: must be positive")
 
@@ -292,7 +301,13 @@ class Seq2King(nn.Module):
             self.pair_bias = nn.Parameter(torch.zeros(()))
         else:
             self.out = nn.Linear(cfg.d_model, cfg.max_len)
+        if cfg.reconstruct_columns is not None:
+            lo, hi = cfg.reconstruct_columns
+            self.mask_token = nn.Parameter(torch.zeros(cfg.d_model))  # added to a hidden person's token
+            self.reconstruct = nn.Linear(cfg.d_model, hi - lo)
         self.apply(self._init)
+        if cfg.reconstruct_columns is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
 
     @staticmethod
     def _init(m):
@@ -329,6 +344,8 @@ class Seq2King(nn.Module):
             x = self.tokenizer(idx)
         if self.cfg.positional:
             x = x + sinusoidal(x.shape[1], x.shape[2], x.device)
+        if batch.get("hidden") is not None:  # masked-token reconstruction: these people's PCs are hidden
+            x = x + batch["hidden"][..., None].to(x.dtype) * self.mask_token
         return self.drop(x)
 
     def input_features(self, batch) -> torch.Tensor | None:
@@ -348,27 +365,36 @@ class Seq2King(nn.Module):
         eye = torch.eye(d2.shape[-1], dtype=torch.bool, device=d2.device)
         return d2.masked_fill(eye, 0.0)
 
-    def forward(self, batch, need_weights: bool = False, per_head: bool = False):
+    def forward(self, batch, need_weights: bool = False, per_head: bool = False, reconstruct: bool = False):
         """Predicted scaled kinship ``(B, n, n)`` (``per_head``: ``(B, H, n, n)``, attention head); with
-        ``need_weights`` also ``{"weights", "scores", "embeddings"}`` for the analysis."""
+        ``need_weights`` also ``{"weights", "scores", "embeddings"}`` for the analysis; with ``reconstruct``
+        (masked-token reconstruction) the pair ``(prediction, (B, n, P) the reconstructed PC columns)``.
+        ``batch["hidden"]`` (B, n), optional: people whose PC columns are hidden (already zeroed in
+        ``features``): a mask token is added to their token and no input bias involves them."""
         mask = batch["mask"]
         x, weights, scores, readout_input = self._layers(self.embed(batch), mask, self.input_features(batch),
-                                                         need_weights)
+                                                         need_weights, batch.get("hidden"))
         pred = self._predict(x, scores, mask, per_head)
+        if reconstruct:
+            return pred, self.reconstruct(readout_input if readout_input is not None else self.ln_f(x))
         if not need_weights:
             return pred
         return pred, {"weights": weights, "scores": scores, "embeddings": self._embedding(x, readout_input)}
 
-    def _layers(self, x, mask, z, need_weights: bool):
+    def _layers(self, x, mask, z, need_weights: bool, hidden=None):
         """Run the encoder (and decoder) layers: ``(x, weights, scores, readout input)``.
 
         Below the attention head's readout each layer's logits get the input bias ``-gamma |z_i - z_j|^2``,
         and with ``input_denoise`` ``z`` is pooled with each person's input neighbours for the next layer. The
         readout layer contributes its logits; without ``need_weights`` nothing after them is computed.
+        ``hidden`` people (masked-token reconstruction) take no part in the bias: no pair with one of them is
+        biased and nobody's features are pooled with theirs.
         """
         blocks = [*self.encoder, *self.decoder]
         reads_logits = self.cfg.head == "attention"
         d2 = None if z is None else self.input_distance(z)  # again only when pooling changes z
+        seen = mask if hidden is None else mask & ~hidden
+        unbiased = None if hidden is None else ~(seen[:, :, None] & seen[:, None, :])
         weights, scores, memory, readout_input = [], [], None, None
         for i, block in enumerate(blocks):
             if i == len(self.encoder) and self.decoder:
@@ -376,9 +402,10 @@ class Seq2King(nn.Module):
             last = i == len(blocks) - 1
             bias = None
             if z is not None and not (last and reads_logits):
-                bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * d2[:, None]
+                near = d2 if unbiased is None else d2.masked_fill(unbiased, 0.0)
+                bias = -self.bias_log_gamma[i].exp()[None, :, None, None] * near[:, None]
                 if self.cfg.input_denoise and not last and (i + 2 < len(blocks) or not reads_logits):
-                    pool = calibrated_pool(d2, mask, self.cfg.denoise_entropy)  # a lone person keeps z
+                    pool = calibrated_pool(d2, seen, self.cfg.denoise_entropy)  # a lone person keeps z
                     z = z + (pool @ z - pool.sum(-1, keepdim=True) * z) / 2
                     d2 = self.input_distance(z)
             if last and reads_logits:
