@@ -63,7 +63,6 @@ def _add_simulate(sub):
 
 
 def _run_simulate(args) -> int:
-
     t0 = time.perf_counter()
     info = simulate(
         args.out, model=args.model, samples=args.samples, length=args.length, seed=args.seed,
@@ -157,7 +156,6 @@ def _king_part(argv: list[str]) -> int:
 def _submit_king(args, argv: list[str]) -> int:
     """``--submit N``: the N parts of ``--parallel`` as one submitit job array, then ``cat`` into one file each."""
     import submitit
-
 
     n = args.submit
     if n < 1:
@@ -343,10 +341,7 @@ def _parse_pairs(items, sep, what):
 
 
 def _run_trait(args) -> int:
-    from pathlib import Path
-
     import numpy as np
-
 
     spec = TraitSpec(h2=args.h2, causal=args.causal, binary=not args.quantitative, prevalence=args.prevalence,
                      shift=dict(_parse_pairs(args.shift, "=", "--shift")),
@@ -407,7 +402,6 @@ def _run_inspect(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(
         prog="seq2king", description="Population structure from KING-robust kinship and transformer attention.")
     parser.add_argument("--version", action="version", version=f"seq2king {__version__}")

@@ -56,7 +56,7 @@ class Seq2KingModule(pl.LightningModule):
         self.save_hyperparameters()
         self.cfg = self._config(model, num_individuals, num_features)
         self._input_line(self.cfg, input_lines or {})
-        self.reconstruction = self._reconstruct_line(self.cfg, float(reconstruction), input_lines or {})
+        self.reconstruction = self._reconstruct_line(self.cfg, reconstruction, input_lines or {})
         self.net = Seq2King(self.cfg)
         if self.cfg.head == "attention" and self.cfg.symmetric_readout:
             self.net.init_distance_readout(target_top, target_top - target_mean)
@@ -90,17 +90,21 @@ class Seq2KingModule(pl.LightningModule):
         return line
 
     @staticmethod
-    def _reconstruct_line(cfg: Seq2KingConfig, weight: float, lines: dict) -> float:
-        """Masked-token reconstruction: set ``cfg``'s hidden columns (the tokens' genotype PCs); its weight."""
-        if weight < 0:
+    def _reconstruction_weight(weight) -> float:
+        if float(weight) < 0:
             raise InputError(f"model.reconstruction={weight}: must be 0 (off) or more")
-        if not weight:
+        return float(weight)
+
+    @classmethod
+    def _reconstruct_line(cls, cfg: Seq2KingConfig, weight: float, lines: dict) -> float:
+        """Masked-token reconstruction: set ``cfg``'s hidden columns (the tokens' genotype PCs); its weight."""
+        if not cls._reconstruction_weight(weight):
             return 0.0
         if cfg.tokenizer != "kinship" or "pcs" not in lines:
             raise InputError("model.reconstruction needs genotype PCs in the tokens (model.tokenizer=kinship, "
                              "data.genotype_features=true, data.genotype_pcs > 0)")
         cfg.reconstruct_columns = tuple(int(c) for c in lines["pcs"]["columns"])
-        return weight
+        return float(weight)
 
     @staticmethod
     def _config(model: dict, num_individuals: int, num_features: int) -> Seq2KingConfig:
@@ -122,8 +126,7 @@ class Seq2KingModule(pl.LightningModule):
         it can take minutes): the error a bad value would give later, now."""
         model = {k: v for k, v in model.items() if not k.startswith("_")}  # Hydra's _target_, _convert_
         cls._config(model, num_individuals=1, num_features=0).validate()
-        if float(reconstruction) < 0:
-            raise InputError(f"model.reconstruction={reconstruction}: must be 0 (off) or more")
+        cls._reconstruction_weight(reconstruction)
 
     def forward(self, batch, need_weights: bool = False):
         if self._compiled is not None and not need_weights:
@@ -149,7 +152,6 @@ class Seq2KingModule(pl.LightningModule):
     def _step(self, batch, stage: str):
         bs = batch["mask"].shape[0]
         hiding = stage == "train" and self.reconstruction > 0
-        truth = None
         if hiding:
             batch, truth = self._hide(batch)
         per_head = stage == "train" and self.cfg.head == "attention" and (self.cfg.per_head_readout
